@@ -1,0 +1,231 @@
+//! `Chunk`: consecutive frames on a compute device.
+
+use std::fmt;
+
+use framestream_kernels::copy::copy;
+use framestream_kernels::rgb8::{rgb8, rgb8_words, unpack_rgb8};
+use framestream_kernels::DeviceBuffer;
+
+use crate::device::{with_client, Device};
+use crate::error::{Error, Result};
+
+/// The shape of a chunk: `[frames, height, width, channels]`.
+pub type Shape = [usize; 4];
+
+/// 1 or more consecutive frames on a device, `[frames, height, width, channels]` f32 in
+/// [0, 1], RGB (1 and 4 channels allowed), and the absolute index of its first frame.
+///
+/// Cloning shares the device buffer; kernels never write into a chunk they were given.
+#[derive(Clone)]
+pub struct Chunk {
+    buffer: DeviceBuffer,
+    shape: Shape,
+    first_frame: u64,
+    device: Device,
+}
+
+impl fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chunk")
+            .field("shape", &self.shape)
+            .field("first_frame", &self.first_frame)
+            .finish()
+    }
+}
+
+/// Checks a frame shape: no zero dimension, 1, 3 or 4 channels.
+pub(crate) fn check_frame_shape(height: usize, width: usize, channels: usize) -> Result<()> {
+    if height == 0 || width == 0 {
+        return Err(Error::shape(format!("zero-size frames ({width}x{height})")));
+    }
+    if !matches!(channels, 1 | 3 | 4) {
+        return Err(Error::shape(format!("{channels} channels (expected 1, 3 or 4)")));
+    }
+    Ok(())
+}
+
+impl Chunk {
+    /// Wraps a device buffer holding exactly `shape` f32 values.
+    pub fn new(device: &Device, buffer: DeviceBuffer, shape: Shape, first_frame: u64) -> Result<Self> {
+        let [frames, height, width, channels] = shape;
+        if frames == 0 {
+            return Err(Error::shape("a chunk needs at least one frame"));
+        }
+        check_frame_shape(height, width, channels)?;
+        let len = shape.iter().product::<usize>();
+        if buffer.len != len {
+            return Err(Error::shape(format!(
+                "buffer of {} values for a chunk of shape {shape:?} ({len} values)",
+                buffer.len
+            )));
+        }
+        Ok(Self { buffer, shape, first_frame, device: device.clone() })
+    }
+
+    /// Uploads host frames.
+    pub fn from_host(device: &Device, data: &[f32], shape: Shape, first_frame: u64) -> Result<Self> {
+        let len = shape.iter().product::<usize>();
+        if data.len() != len {
+            return Err(Error::shape(format!(
+                "{} values for frames of shape {shape:?} ({len} values)",
+                data.len()
+            )));
+        }
+        Self::new(device, device.upload(data), shape, first_frame)
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    pub fn frames(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn height(&self) -> usize {
+        self.shape[1]
+    }
+
+    pub fn width(&self) -> usize {
+        self.shape[2]
+    }
+
+    pub fn channels(&self) -> usize {
+        self.shape[3]
+    }
+
+    /// Values in one frame.
+    pub fn frame_len(&self) -> usize {
+        self.shape[1] * self.shape[2] * self.shape[3]
+    }
+
+    /// Absolute index of the first frame.
+    pub fn first_frame(&self) -> u64 {
+        self.first_frame
+    }
+
+    /// Absolute index one past the last frame.
+    pub fn end_frame(&self) -> u64 {
+        self.first_frame + self.frames() as u64
+    }
+
+    pub fn buffer(&self) -> &DeviceBuffer {
+        &self.buffer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The same frames, with later work on `device`'s stream (which must drive the same
+    /// device).
+    pub fn rebind(&self, device: &Device) -> Result<Chunk> {
+        if !self.device.same_device(device) {
+            return Err(Error::Device("frames live on another device".into()));
+        }
+        Ok(Chunk { device: device.clone(), ..self.clone() })
+    }
+
+    /// The same frames, renumbered to start at `first_frame`.
+    pub fn with_first_frame(mut self, first_frame: u64) -> Self {
+        self.first_frame = first_frame;
+        self
+    }
+
+    /// Frames `start .. start + frames` of this chunk (relative indices), copied on the device.
+    pub fn slice(&self, start: usize, frames: usize) -> Result<Chunk> {
+        if frames == 0 || start + frames > self.frames() {
+            return Err(Error::shape(format!(
+                "frames {start}..{} of a chunk of {}",
+                start + frames,
+                self.frames()
+            )));
+        }
+        if start == 0 && frames == self.frames() {
+            return Ok(self.clone());
+        }
+        let len = frames * self.frame_len();
+        let out = self.device.alloc(len);
+        with_client!(self.device, client => {
+            copy(client, &self.buffer, start * self.frame_len(), &out, 0, len)
+        });
+        let [_, h, w, c] = self.shape;
+        Chunk::new(&self.device, out, [frames, h, w, c], self.first_frame + start as u64)
+    }
+
+    /// Joins consecutive chunks of one shape into one, on the device.
+    pub fn concat(chunks: &[Chunk]) -> Result<Chunk> {
+        let first = chunks.first().ok_or_else(|| Error::shape("nothing to join"))?;
+        if chunks.len() == 1 {
+            return Ok(first.clone());
+        }
+        let frame_len = first.frame_len();
+        let mut frames = 0;
+        for c in chunks {
+            if !c.device.same_device(&first.device) {
+                return Err(Error::shape("cannot join chunks that live on different devices"));
+            }
+            if c.shape[1..] != first.shape[1..] {
+                return Err(Error::shape(format!(
+                    "cannot join frames of shape {:?} and {:?}",
+                    &first.shape[1..],
+                    &c.shape[1..]
+                )));
+            }
+            if c.first_frame != first.first_frame + frames as u64 {
+                return Err(Error::shape("chunks to join are not consecutive"));
+            }
+            frames += c.frames();
+        }
+        let device = &first.device;
+        let out = device.alloc(frames * frame_len);
+        let mut at = 0;
+        for c in chunks {
+            let len = c.frames() * frame_len;
+            with_client!(device, client => copy(client, &c.buffer, 0, &out, at, len));
+            at += len;
+        }
+        let [_, h, w, ch] = first.shape;
+        Chunk::new(device, out, [frames, h, w, ch], first.first_frame)
+    }
+
+    /// The frames as 8-bit RGB bytes (`frames × height × width × 3`), converted on the
+    /// device so only bytes are read back.
+    pub async fn to_rgb8(&self) -> Result<Vec<u8>> {
+        let pixels = self.frames() * self.height() * self.width();
+        let words = with_client!(self.device, client => {
+            let out = DeviceBuffer::empty_u32(client, rgb8_words(pixels));
+            rgb8(client, &self.buffer, pixels, self.channels(), &out);
+            out
+        });
+        let bytes = self.device.read_bytes(&words).await?;
+        Ok(unpack_rgb8(&bytes, pixels))
+    }
+
+    /// Reads the frames back to the host.
+    pub async fn to_host(&self) -> Result<HostFrames> {
+        let data = self.device.read_f32(&self.buffer).await?;
+        Ok(HostFrames { data, shape: self.shape, first_frame: self.first_frame })
+    }
+}
+
+/// Frames on the host, `[frames, height, width, channels]` row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostFrames {
+    pub data: Vec<f32>,
+    pub shape: Shape,
+    pub first_frame: u64,
+}
+
+impl HostFrames {
+    /// Values in one frame.
+    pub fn frame_len(&self) -> usize {
+        self.shape[1] * self.shape[2] * self.shape[3]
+    }
+
+    /// The values of frame `i` (relative to the first).
+    pub fn frame(&self, i: usize) -> &[f32] {
+        let n = self.frame_len();
+        &self.data[i * n..(i + 1) * n]
+    }
+}

@@ -1,0 +1,341 @@
+//! The compute device: which CubeCL runtime runs the kernels, and the plumbing to move data
+//! to and from it.
+//!
+//! A [`Device`] is a cheap handle on one runtime client bound to one GPU stream. An opened
+//! pipeline gets its own stream ([`Device::fork`]); the client carries the stream id, so every
+//! launch and every read of the pipeline goes to that stream and stays ordered even when tokio
+//! moves the task between threads, or a read future is first polled on another thread.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use cubecl::prelude::*;
+use cubecl::wgpu::{AutoGraphicsApi, GraphicsApi, RuntimeOptions, WgpuDevice, WgpuRuntime};
+use cubecl::stream_id::StreamId;
+use framestream_kernels::DeviceBuffer;
+
+use crate::error::{Error, Result};
+
+/// The runtime client a kernel launches on.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Wgpu(ComputeClient<WgpuRuntime>),
+    #[cfg(feature = "cuda")]
+    Cuda(ComputeClient<cubecl::cuda::CudaRuntime>),
+}
+
+/// Runs `$body` with `$client` bound to the device's runtime client (on the device's stream).
+macro_rules! with_client {
+    ($device:expr, $client:ident => $body:expr) => {
+        $device.run(|backend| match backend {
+            $crate::device::Backend::Wgpu($client) => $body,
+            #[cfg(feature = "cuda")]
+            $crate::device::Backend::Cuda($client) => $body,
+        })
+    };
+}
+pub(crate) use with_client;
+
+/// Which runtime to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceKind {
+    /// CUDA when built with the `cuda` feature and a GPU answers, else wgpu.
+    Auto,
+    /// wgpu: Vulkan, Metal or DX12; Mesa's lavapipe on a machine without a GPU.
+    Wgpu,
+    /// CUDA (needs the `cuda` feature).
+    Cuda,
+}
+
+impl FromStr for DeviceKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceKind::Auto),
+            "wgpu" | "vulkan" => Ok(DeviceKind::Wgpu),
+            "cuda" => Ok(DeviceKind::Cuda),
+            other => Err(Error::config(format!(
+                "unknown device `{other}` (expected auto, wgpu or cuda)"
+            ))),
+        }
+    }
+}
+
+/// What was picked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The CubeCL runtime: `wgpu` or `cuda`.
+    pub runtime: &'static str,
+    /// The adapter's name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H100".
+    pub adapter: String,
+    /// The graphics API or driver under the runtime, e.g. "Vulkan".
+    pub api: String,
+    /// The adapter type: "Cpu", "DiscreteGpu", …
+    pub device_type: String,
+    /// Driver name and version where the runtime reports them.
+    pub driver: String,
+}
+
+impl fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {} ({}, {})", self.runtime, self.adapter, self.api, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", driver {}", self.driver)?;
+        }
+        Ok(())
+    }
+}
+
+/// Device memory held by one stream's allocator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Bytes in live allocations.
+    pub bytes_in_use: u64,
+    /// Bytes reserved from the device (live or pooled for reuse).
+    pub bytes_reserved: u64,
+}
+
+impl Backend {
+    /// The same client with its work on `stream`.
+    fn on_stream(&self, stream: StreamId) -> Backend {
+        // SAFETY: CubeCL marks stream selection unsafe because handles then cross streams;
+        // its scheduler orders cross-stream use with events, and a stream id only picks which
+        // queue and allocator serve this client.
+        unsafe {
+            match self {
+                Backend::Wgpu(client) => {
+                    let mut client = client.clone();
+                    client.set_stream(stream);
+                    Backend::Wgpu(client)
+                }
+                #[cfg(feature = "cuda")]
+                Backend::Cuda(client) => {
+                    let mut client = client.clone();
+                    client.set_stream(stream);
+                    Backend::Cuda(client)
+                }
+            }
+        }
+    }
+}
+
+struct Shared {
+    backend: Backend,
+    info: DeviceInfo,
+}
+
+/// A compute device and the stream work is submitted to.
+#[derive(Clone)]
+pub struct Device {
+    shared: Arc<Shared>,
+    backend: Backend,
+    stream: StreamId,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("info", &self.shared.info)
+            .field("stream", &self.stream.value)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Streams of framestream start high to stay clear of the ids CubeCL gives threads.
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 40);
+
+fn new_stream() -> StreamId {
+    StreamId { value: NEXT_STREAM.fetch_add(1, Ordering::Relaxed) }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown failure".into())
+}
+
+impl Device {
+    /// Opens a device of the given kind (the same underlying device on every call).
+    pub fn open(kind: DeviceKind) -> Result<Self> {
+        match kind {
+            DeviceKind::Wgpu => Self::wgpu(),
+            DeviceKind::Cuda => Self::cuda(0),
+            DeviceKind::Auto => {
+                if cfg!(feature = "cuda") {
+                    Self::cuda(0).or_else(|_| Self::wgpu())
+                } else {
+                    Self::wgpu()
+                }
+            }
+        }
+    }
+
+    /// The device named by `FRAMESTREAM_DEVICE` (auto, wgpu, cuda), else [`DeviceKind::Auto`].
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("FRAMESTREAM_DEVICE") {
+            Ok(kind) => Self::open(kind.parse()?),
+            Err(_) => Self::open(DeviceKind::Auto),
+        }
+    }
+
+    /// The default wgpu adapter (a real GPU if there is one, else lavapipe).
+    pub fn wgpu() -> Result<Self> {
+        static WGPU: OnceLock<Result<Arc<Shared>, String>> = OnceLock::new();
+        let shared = WGPU.get_or_init(init_wgpu).clone().map_err(Error::Device)?;
+        Ok(Self::on_new_stream(shared))
+    }
+
+    /// CUDA device `index` (always an error without the `cuda` feature).
+    pub fn cuda(index: usize) -> Result<Self> {
+        #[cfg(feature = "cuda")]
+        {
+            use std::collections::HashMap;
+            use std::sync::Mutex;
+            static CUDA: OnceLock<Mutex<HashMap<usize, Result<Arc<Shared>, String>>>> =
+                OnceLock::new();
+            let mut devices = CUDA.get_or_init(Default::default).lock().unwrap();
+            let shared = devices.entry(index).or_insert_with(|| init_cuda(index)).clone();
+            Ok(Self::on_new_stream(shared.map_err(Error::Device)?))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = index;
+            Err(Error::Device("this build has no CUDA support (build with --features cuda)".into()))
+        }
+    }
+
+    fn on_new_stream(shared: Arc<Shared>) -> Self {
+        let stream = new_stream();
+        Self { backend: shared.backend.on_stream(stream), shared, stream }
+    }
+
+    /// What runs the kernels.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.shared.info
+    }
+
+    /// The same device with a stream of its own.
+    pub fn fork(&self) -> Self {
+        Self::on_new_stream(self.shared.clone())
+    }
+
+    /// True when both handles drive the same device (whatever their streams).
+    pub fn same_device(&self, other: &Device) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Runs `f` with this device's client.
+    pub(crate) fn run<T>(&self, f: impl FnOnce(&Backend) -> T) -> T {
+        f(&self.backend)
+    }
+
+    /// Uploads f32 data.
+    pub fn upload(&self, data: &[f32]) -> DeviceBuffer {
+        with_client!(self, client => DeviceBuffer::from_f32(client, data))
+    }
+
+    /// Allocates `len` uninitialised f32.
+    pub fn alloc(&self, len: usize) -> DeviceBuffer {
+        with_client!(self, client => DeviceBuffer::empty_f32(client, len))
+    }
+
+    /// Reads a buffer back without blocking the calling thread.
+    pub async fn read_bytes(&self, buffer: &DeviceBuffer) -> Result<Vec<u8>> {
+        type Read = Pin<Box<dyn Future<Output = Result<Vec<cubecl::bytes::Bytes>, String>> + Send>>;
+        let handle = buffer.handle.clone();
+        let read: Read = with_client!(self, client => {
+            let client = client.clone();
+            Box::pin(async move { client.read_async(vec![handle]).await.map_err(|e| e.to_string()) })
+        });
+        let mut bytes = read.await.map_err(|e| Error::Device(format!("read back failed: {e}")))?;
+        Ok(bytes.remove(0).to_vec())
+    }
+
+    /// Reads `buffer.len` f32 back.
+    pub async fn read_f32(&self, buffer: &DeviceBuffer) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(buffer).await?;
+        Ok(bytes
+            .chunks_exact(4)
+            .take(buffer.len)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    /// Waits until every submitted kernel of this stream has run, and reports its errors.
+    pub async fn sync(&self) -> Result<()> {
+        let done = with_client!(self, client => client.sync());
+        done.await.map_err(|e| Error::Device(format!("device failed: {e}")))
+    }
+
+    /// Device memory of this stream's allocator.
+    pub fn memory_usage(&self) -> Result<MemoryUsage> {
+        let usage = with_client!(self, client => client.memory_usage())
+            .map_err(|e| Error::Device(format!("memory usage unavailable: {e}")))?;
+        Ok(MemoryUsage { bytes_in_use: usage.bytes_in_use, bytes_reserved: usage.bytes_reserved })
+    }
+}
+
+fn init_wgpu() -> Result<Arc<Shared>, String> {
+    let backend = AutoGraphicsApi::backend();
+    // Ask wgpu first: CubeCL panics when no adapter exists, we want to say what to install.
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: backend.into(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapters = futures::executor::block_on(instance.enumerate_adapters(backend.into()));
+    if adapters.is_empty() {
+        return Err(format!(
+            "no {backend:?} adapter found; on Debian/Ubuntu without a GPU install \
+             mesa-vulkan-drivers (lavapipe)"
+        ));
+    }
+    let setup = catch_unwind(AssertUnwindSafe(|| {
+        cubecl::wgpu::init_setup::<AutoGraphicsApi>(
+            &WgpuDevice::DefaultDevice,
+            RuntimeOptions::default(),
+        )
+    }))
+    .map_err(|panic| format!("wgpu initialisation failed: {}", panic_message(panic)))?;
+    let adapter = setup.adapter.get_info();
+    let info = DeviceInfo {
+        runtime: "wgpu",
+        adapter: adapter.name.clone(),
+        api: format!("{:?}", adapter.backend),
+        device_type: format!("{:?}", adapter.device_type),
+        driver: [adapter.driver.as_str(), adapter.driver_info.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let client = WgpuRuntime::client(&WgpuDevice::DefaultDevice);
+    Ok(Arc::new(Shared { backend: Backend::Wgpu(client), info }))
+}
+
+#[cfg(feature = "cuda")]
+fn init_cuda(index: usize) -> Result<Arc<Shared>, String> {
+    use cubecl::cuda::{CudaDevice, CudaRuntime};
+    let client = catch_unwind(|| {
+        let client = CudaRuntime::client(&CudaDevice { index });
+        // Force the server up now so a missing driver fails here, not at the first launch.
+        let _ = client.memory_usage();
+        client
+    })
+    .map_err(|panic| format!("CUDA device {index} unavailable: {}", panic_message(panic)))?;
+    let info = DeviceInfo {
+        runtime: "cuda",
+        adapter: format!("CUDA device {index}"),
+        api: "CUDA".into(),
+        device_type: "DiscreteGpu".into(),
+        driver: String::new(),
+    };
+    Ok(Arc::new(Shared { backend: Backend::Cuda(client), info }))
+}

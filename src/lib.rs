@@ -1,0 +1,55 @@
+//! framestream: video frames through GPU pipelines in chunks, with memory constant in the
+//! video's length.
+//!
+//! A [`Source`] is a restartable factory of [`FrameStream`]s; a [`Stage`] wraps a stream
+//! into another; a sink (`drain`, `collect`, `write_tensor`) opens a source with its chunk
+//! size and drives it to the end. Frames stay on the compute device ([`Device`]) between
+//! stages as [`Chunk`]s.
+//!
+//! ```no_run
+//! use framestream::prelude::*;
+//!
+//! # async fn run() -> framestream::Result<()> {
+//! let device = Device::from_env()?;
+//! let video = TestPattern::new(320, 180, 240)?.resize(2.0, Filter::Lanczos3);
+//! let request = OpenRequest::new(&device).with_chunk_frames(16);
+//! let report = write_tensor(&video, "out.safetensors", &request, &Default::default()).await?;
+//! println!("{} frames in {:?}", report.frames, report.elapsed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! File outputs are atomic: they are written as `NAME.partial-XXXXXXXX` beside the target
+//! and renamed when complete; an error, a cancelled future or a dropped stream removes the
+//! partial file, and an existing target is only replaced when the options say so.
+
+mod atomic_file;
+pub mod chunk;
+pub mod device;
+pub mod error;
+mod ext;
+pub mod progress;
+pub mod sink;
+pub mod source;
+pub mod stage;
+pub mod stream;
+
+pub use chunk::{Chunk, HostFrames, Shape};
+pub use device::{Device, DeviceInfo, DeviceKind, MemoryUsage};
+pub use error::{Error, Result};
+pub use ext::SourceExt;
+pub use progress::{Event, EventKind, ProgressSender, StageId, StageReporter};
+pub use stream::{
+    failed, FrameSize, FrameStream, OpenRequest, Piped, Rational, Source, Stage, StreamInfo,
+};
+
+/// Everything a pipeline needs, in one import.
+pub mod prelude {
+    pub use crate::sink::{collect, drain, write_tensor, Batch, Report, TensorFileOptions};
+    pub use crate::source::{ImageBatch, TestPattern};
+    pub use crate::stage::{Filter, Map, Preview, PreviewImage, Resize};
+    pub use crate::{
+        Chunk, Device, DeviceKind, Error, Event, EventKind, FrameSize, FrameStream, OpenRequest,
+        ProgressSender, Rational, Result, Source, SourceExt, Stage, StageId, StreamInfo,
+    };
+}

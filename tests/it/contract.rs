@@ -1,0 +1,118 @@
+//! The stream contract: chunking, replay, lengths, no empty chunks.
+
+use framestream::prelude::*;
+
+use crate::common::{device, read_all, request};
+
+/// The chunk shapes a stream of `total` frames must have for chunk size `n`.
+fn expected_chunks(total: usize, n: usize) -> Vec<usize> {
+    let mut sizes = vec![n; total / n];
+    if total % n != 0 {
+        sizes.push(total % n);
+    }
+    sizes
+}
+
+async fn check_chunking(source: &impl Source, total: usize) {
+    let (_, whole) = read_all(source, total.max(1)).await;
+    for n in [1, 2, 3, 7, total.max(1), total + 5] {
+        let (shapes, data) = read_all(source, n).await;
+        let sizes: Vec<usize> = shapes.iter().map(|s| s[0]).collect();
+        assert_eq!(sizes, expected_chunks(total, n), "chunk sizes for n = {n}");
+        assert!(sizes.iter().all(|&s| s > 0), "no empty chunk");
+        assert!(data == whole, "chunk size {n} changes the frames");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_chunking_is_bit_identical() {
+    let pattern = TestPattern::new(24, 16, 17).unwrap().seed(3);
+    check_chunking(&pattern, 17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resized_pattern_chunking_is_bit_identical() {
+    let video = TestPattern::new(20, 12, 9).unwrap().resize(1.5, Filter::Lanczos3);
+    check_chunking(&video, 9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_chunking_returns_the_input() {
+    let (t, h, w, c) = (11, 5, 6, 4);
+    let data: Vec<f32> = (0..t * h * w * c).map(|i| (i % 997) as f32 / 997.0).collect();
+    let host = ImageBatch::from_host(data.clone(), [t, h, w, c]).unwrap();
+    check_chunking(&host, t).await;
+    assert_eq!(read_all(&host, 4).await.1, data);
+
+    let chunk = Chunk::from_host(&device(), &data, [t, h, w, c], 0).unwrap();
+    let on_device = ImageBatch::from_chunk(chunk);
+    check_chunking(&on_device, t).await;
+    assert_eq!(read_all(&on_device, 3).await.1, data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_bit_identical() {
+    let video = TestPattern::new(33, 21, 10).unwrap().seed(42).resize(2.0, Filter::Bicubic);
+    let again = video.clone();
+    let (_, a) = read_all(&video, 4).await;
+    let (_, b) = read_all(&again, 4).await;
+    let (_, c) = read_all(&video, 4).await;
+    assert!(a == b && b == c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_change_the_noise_only() {
+    let (_, a) = read_all(&TestPattern::new(16, 16, 2).unwrap().seed(1), 2).await;
+    let (_, b) = read_all(&TestPattern::new(16, 16, 2).unwrap().seed(2), 2).await;
+    assert!(a != b);
+    let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(max_diff <= 1.0 / 32.0 + 1e-6, "noise amplitude: {max_diff}");
+    // The request's seed is used when the pattern has none.
+    let unseeded = TestPattern::new(16, 16, 2).unwrap();
+    let mut stream = unseeded.open(&request(2).with_seed(2));
+    let chunk = futures::StreamExt::next(&mut stream).await.unwrap().unwrap();
+    assert_eq!(chunk.to_host().await.unwrap().data, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lengths_that_are_multiples_of_the_chunk_and_single_frames() {
+    let (shapes, _) = read_all(&TestPattern::new(8, 8, 12).unwrap(), 4).await;
+    assert_eq!(shapes.iter().map(|s| s[0]).collect::<Vec<_>>(), vec![4, 4, 4]);
+    let (shapes, data) = read_all(&TestPattern::new(8, 8, 1).unwrap(), 8).await;
+    assert_eq!(shapes, vec![[1, 8, 8, 3]]);
+    assert_eq!(data.len(), 8 * 8 * 3);
+    let (shapes, _) = read_all(&TestPattern::new(8, 8, 0).unwrap(), 8).await;
+    assert!(shapes.is_empty(), "an empty video yields no chunk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_breaks_the_contract_is_named() {
+    // A map that turns every chunk into one of another frame count.
+    let video = TestPattern::new(8, 8, 6).unwrap().map("shrink", |chunk| chunk.slice(0, 1));
+    let report = drain(&video, &request(3)).await;
+    match report {
+        Err(Error::Contract { stage, .. }) => assert_eq!(stage, "shrink"),
+        other => panic!("expected a contract error, got {other:?}"),
+    }
+    // A map that changes the frame size.
+    let video = TestPattern::new(8, 8, 6).unwrap().map("resize_inside", |chunk| {
+        let host = futures::executor::block_on(chunk.to_host())?;
+        Chunk::from_host(chunk.device(), &host.data[..host.data.len() / 2], [chunk.frames(), 4, 8, 3], chunk.first_frame())
+    });
+    assert!(matches!(drain(&video, &request(3)).await, Err(Error::Contract { .. })));
+}
+
+#[test]
+fn frame_rates_and_sizes_parse() {
+    assert_eq!("30000/1001".parse::<Rational>().unwrap(), Rational { num: 30000, den: 1001 });
+    assert_eq!("29.97".parse::<Rational>().unwrap(), Rational { num: 2997, den: 100 });
+    assert_eq!("25".parse::<Rational>().unwrap(), Rational { num: 25, den: 1 });
+    assert_eq!("50/2".parse::<Rational>().unwrap(), Rational { num: 25, den: 1 });
+    for bad in ["", "0", "1/0", "x", "30/", "-5", "1e3", "."] {
+        assert!(bad.parse::<Rational>().is_err(), "{bad:?}");
+    }
+    assert_eq!("320x180".parse::<FrameSize>().unwrap(), FrameSize { width: 320, height: 180 });
+    for bad in ["320", "0x10", "10x0", "x", "320x180x3", "-1x5"] {
+        assert!(bad.parse::<FrameSize>().is_err(), "{bad:?}");
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests, one binary: every extra test binary re-links the dependency tree.
+
+mod cli;
+mod common;
+mod contract;
+mod errors;
+mod lifecycle;
+mod preview;
+mod resize;
+mod sinks;
