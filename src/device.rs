@@ -247,6 +247,15 @@ impl Device {
         with_client!(self, client => DeviceBuffer::empty_f32(client, len))
     }
 
+    /// Allocates `frames` frames of `frame_len` values in a buffer with room for
+    /// `chunk_frames`: the short last chunk of a stream then reuses the slots of the full
+    /// ones instead of growing the pool.
+    pub fn alloc_frames(&self, frames: usize, frame_len: usize, chunk_frames: usize) -> DeviceBuffer {
+        with_client!(self, client => {
+            DeviceBuffer::empty_f32_with_room(client, frames * frame_len, chunk_frames * frame_len)
+        })
+    }
+
     /// Reads a buffer back without blocking the calling thread.
     pub async fn read_bytes(&self, buffer: &DeviceBuffer) -> Result<Vec<u8>> {
         type Read = Pin<Box<dyn Future<Output = Result<Vec<cubecl::bytes::Bytes>, String>> + Send>>;
@@ -254,6 +263,7 @@ impl Device {
         let read: Read = with_client!(self, client => {
             let client = client.clone();
             Box::pin(async move { client.read_async(vec![handle]).await.map_err(|e| e.to_string()) })
+                as Read
         });
         let mut bytes = read.await.map_err(|e| Error::Device(format!("read back failed: {e}")))?;
         Ok(bytes.remove(0).to_vec())

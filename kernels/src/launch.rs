@@ -35,6 +35,12 @@ impl DeviceBuffer {
         Self::new(client.empty(len.max(1) * size_of::<f32>()), len)
     }
 
+    /// Allocates `len` f32 elements in a buffer with room for `room` (≥ `len`), so buffers of
+    /// one role keep one size and the allocator reuses their slots.
+    pub fn empty_f32_with_room<R: Runtime>(client: &ComputeClient<R>, len: usize, room: usize) -> Self {
+        Self::new(client.empty(len.max(room).max(1) * size_of::<f32>()), len)
+    }
+
     /// Allocates `len` u32 elements (uninitialised).
     pub fn empty_u32<R: Runtime>(client: &ComputeClient<R>, len: usize) -> Self {
         Self::new(client.empty(len.max(1) * size_of::<u32>()), len)

@@ -8,7 +8,6 @@
 
 use cubecl::prelude::*;
 
-use crate::launch::{cube_count, cube_dim};
 use crate::DeviceBuffer;
 
 /// The interpolation filter.
@@ -87,15 +86,16 @@ fn sinc(x: f64) -> f64 {
     }
 }
 
-/// The taps of one axis: output `i` reads inputs `start[i] .. start[i] + count[i]` with
-/// weights `weights[i * taps ..]`.
+/// The taps of one axis: output `i` reads the `taps` inputs from `start[i]` with weights
+/// `weights[i * taps ..]`. Every window has the same length and lies inside the axis (windows
+/// at the edges are shifted inwards and padded with zero weights), so the kernels' loops have
+/// one trip count for all threads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AxisTaps {
     pub in_len: usize,
     pub out_len: usize,
     pub taps: usize,
     pub start: Vec<u32>,
-    pub count: Vec<u32>,
     pub weights: Vec<f32>,
 }
 
@@ -105,9 +105,8 @@ impl AxisTaps {
         let scale = in_len as f64 / out_len as f64;
         let widen = scale.max(1.0);
         let support = filter.support() * widen;
-        let taps = (support.ceil() as usize) * 2 + 1;
+        let taps = ((support.ceil() as usize) * 2 + 1).min(in_len);
         let mut start = Vec::with_capacity(out_len);
-        let mut count = Vec::with_capacity(out_len);
         let mut weights = vec![0.0f32; out_len * taps];
         for i in 0..out_len {
             let center = (i as f64 + 0.5) * scale;
@@ -118,13 +117,14 @@ impl AxisTaps {
                 .map(|k| filter.eval((lo as f64 + k as f64 - center + 0.5) / widen))
                 .collect();
             let sum: f64 = raw.iter().sum();
+            let first = lo.min(in_len - taps);
             for (k, w) in raw.iter().enumerate() {
-                weights[i * taps + k] = if sum != 0.0 { (w / sum) as f32 } else { 0.0 };
+                let at = i * taps + lo - first + k;
+                weights[at] = if sum != 0.0 { (w / sum) as f32 } else { 0.0 };
             }
-            start.push(lo as u32);
-            count.push(n as u32);
+            start.push(first as u32);
         }
-        Self { in_len, out_len, taps, start, count, weights }
+        Self { in_len, out_len, taps, start, weights }
     }
 }
 
@@ -132,7 +132,6 @@ impl AxisTaps {
 struct AxisTables {
     taps: AxisTaps,
     start: DeviceBuffer,
-    count: DeviceBuffer,
     weights: DeviceBuffer,
 }
 
@@ -140,7 +139,6 @@ impl AxisTables {
     fn upload<R: Runtime>(client: &ComputeClient<R>, taps: AxisTaps) -> Self {
         Self {
             start: DeviceBuffer::from_u32(client, &taps.start),
-            count: DeviceBuffer::from_u32(client, &taps.count),
             weights: DeviceBuffer::from_f32(client, &taps.weights),
             taps,
         }
@@ -151,6 +149,8 @@ impl AxisTables {
 /// per stream, run per chunk.
 pub struct ResizePlan {
     pub channels: usize,
+    /// Frames of the largest chunk: scratch buffers are sized for it.
+    pub chunk_frames: usize,
     horizontal: AxisTables,
     vertical: AxisTables,
 }
@@ -162,9 +162,11 @@ impl ResizePlan {
         (out_h, out_w): (usize, usize),
         channels: usize,
         filter: Filter,
+        chunk_frames: usize,
     ) -> Self {
         Self {
             channels,
+            chunk_frames,
             horizontal: AxisTables::upload(client, AxisTaps::new(in_w, out_w, filter)),
             vertical: AxisTables::upload(client, AxisTaps::new(in_h, out_h, filter)),
         }
@@ -179,75 +181,73 @@ impl ResizePlan {
     }
 }
 
-/// One pass along the middle axis of `[outer, in_len, inner]` → `[outer, out_len, inner]`.
+/// The horizontal pass: `[rows, in_w, C]` → `[rows, out_w, C]`. A thread computes one value;
+/// x runs over a row's `out_w × C` values, y over the rows of this launch.
 #[cube(launch_unchecked)]
-fn resample_axis_kernel(
+fn resample_rows_kernel(
     input: &Array<f32>,
     output: &mut Array<f32>,
     start: &Array<u32>,
-    count: &Array<u32>,
     weights: &Array<f32>,
     taps: u32,
-    in_len: u32,
-    out_len: u32,
-    inner: u32,
-    #[comptime] clamp_unit: bool,
+    in_w: u32,
+    out_w: u32,
+    first_row: u32,
+    #[comptime] channels: u32,
 ) {
-    let o = ABSOLUTE_POS;
-    if o < output.len() {
-        let inner = inner as usize;
-        let out_len = out_len as usize;
-        let i_inner = o % inner;
-        let rest = o / inner;
-        let j = rest % out_len;
-        let outer = rest / out_len;
-        let first = start[j] as usize;
-        let n = count[j] as usize;
-        let row = j * taps as usize;
-        let mut at = (outer * in_len as usize + first) * inner + i_inner;
+    let x = ABSOLUTE_POS_X;
+    if x < out_w * channels {
+        let row = (first_row + ABSOLUTE_POS_Y) as usize;
+        let j = x / channels;
+        let c = x % channels;
+        let weight_row = (j * taps) as usize;
+        let mut at = (row * in_w as usize + start[j as usize] as usize) * channels as usize + c as usize;
         let mut acc = 0.0f32;
-        for k in 0..n {
-            acc += weights[row + k] * input[at];
-            at += inner;
+        for k in 0..taps as usize {
+            acc += weights[weight_row + k] * input[at];
+            at += channels as usize;
         }
-        if clamp_unit {
-            acc = clamp(acc, 0.0f32, 1.0f32);
-        }
-        output[o] = acc;
+        output[row * (out_w * channels) as usize + x as usize] = acc;
     }
 }
 
-fn resample_axis<R: Runtime>(
-    client: &ComputeClient<R>,
-    axis: &AxisTables,
-    input: &DeviceBuffer,
-    outer: usize,
-    inner: usize,
-    output: &DeviceBuffer,
-    clamp_unit: bool,
+/// The vertical pass: `[frames, in_h, row_len]` → `[frames, out_h, row_len]`, clamped to
+/// [0, 1]. x runs over a row's values, y over output rows, z over the frames of this launch.
+#[cube(launch_unchecked)]
+fn resample_columns_kernel(
+    input: &Array<f32>,
+    output: &mut Array<f32>,
+    start: &Array<u32>,
+    weights: &Array<f32>,
+    taps: u32,
+    in_h: u32,
+    out_h: u32,
+    row_len: u32,
+    first_frame: u32,
 ) {
-    let t = &axis.taps;
-    assert_eq!(input.len, outer * t.in_len * inner, "resample input size");
-    assert_eq!(output.len, outer * t.out_len * inner, "resample output size");
-    // SAFETY: the tables have `out_len` (× `taps`) entries, every start + count ≤ in_len, and
-    // the sizes of input and output were checked above.
-    unsafe {
-        resample_axis_kernel::launch_unchecked(
-            client,
-            cube_count(client, output.len),
-            cube_dim(),
-            input.arg(),
-            output.arg(),
-            axis.start.arg(),
-            axis.count.arg(),
-            axis.weights.arg(),
-            t.taps as u32,
-            t.in_len as u32,
-            t.out_len as u32,
-            inner as u32,
-            clamp_unit,
-        );
+    let x = ABSOLUTE_POS_X;
+    let j = ABSOLUTE_POS_Y;
+    if x < row_len && j < out_h {
+        let frame = (first_frame + ABSOLUTE_POS_Z) as usize;
+        let row_len = row_len as usize;
+        let weight_row = (j * taps) as usize;
+        let mut at = (frame * in_h as usize + start[j as usize] as usize) * row_len + x as usize;
+        let mut acc = 0.0f32;
+        for k in 0..taps as usize {
+            acc += weights[weight_row + k] * input[at];
+            at += row_len;
+        }
+        output[(frame * out_h as usize + j as usize) * row_len + x as usize] = clamp(acc, 0.0f32, 1.0f32);
     }
+}
+
+/// Threads per cube along x of the resampling passes.
+const PASS_CUBE_X: u32 = 64;
+
+/// Splits `items` into launches of at most `limit` along one grid axis.
+fn groups(items: usize, limit: u32) -> impl Iterator<Item = (u32, u32)> {
+    let limit = limit.max(1) as usize;
+    (0..items).step_by(limit).map(move |first| (first as u32, (items - first).min(limit) as u32))
 }
 
 /// Resamples `frames` frames `[frames, in_h, in_w, c]` into `out` (`[frames, out_h, out_w,
@@ -259,14 +259,63 @@ pub fn resize<R: Runtime>(
     frames: usize,
     out: &DeviceBuffer,
 ) {
+    assert_eq!(input.len, plan.input_len(frames), "resize input size");
+    assert_eq!(out.len, plan.output_len(frames), "resize output size");
     if frames == 0 {
         return;
     }
     let c = plan.channels;
-    let (in_h, out_w) = (plan.vertical.taps.in_len, plan.horizontal.taps.out_len);
-    let between = DeviceBuffer::empty_f32(client, frames * in_h * out_w * c);
-    resample_axis(client, &plan.horizontal, input, frames * in_h, c, &between, false);
-    resample_axis(client, &plan.vertical, &between, frames, out_w * c, out, true);
+    let (h, v) = (&plan.horizontal, &plan.vertical);
+    let (in_h, out_w) = (v.taps.in_len, h.taps.out_len);
+    let row_len = out_w * c;
+    let between = DeviceBuffer::empty_f32_with_room(
+        client,
+        frames * in_h * row_len,
+        plan.chunk_frames * in_h * row_len,
+    );
+    let max = client.properties().hardware.max_cube_count;
+    let dim = CubeDim::new_1d(PASS_CUBE_X);
+    let cubes_x = |values: usize| (values as u32).div_ceil(PASS_CUBE_X);
+    // SAFETY: the tables have `out_len` (× `taps`) entries with start + taps ≤ in_len, the
+    // buffer sizes were checked above, and the grids cover exactly the checked ranges.
+    for (first_row, rows) in groups(frames * in_h, max.1) {
+        let count = CubeCount::Static(cubes_x(out_w * c), rows, 1);
+        unsafe {
+            resample_rows_kernel::launch_unchecked(
+                client,
+                count,
+                dim,
+                input.arg(),
+                between.arg(),
+                h.start.arg(),
+                h.weights.arg(),
+                h.taps.taps as u32,
+                h.taps.in_len as u32,
+                out_w as u32,
+                first_row,
+                c as u32,
+            );
+        }
+    }
+    for (first_frame, group) in groups(frames, max.2) {
+        let count = CubeCount::Static(cubes_x(row_len), v.taps.out_len as u32, group);
+        unsafe {
+            resample_columns_kernel::launch_unchecked(
+                client,
+                count,
+                dim,
+                between.arg(),
+                out.arg(),
+                v.start.arg(),
+                v.weights.arg(),
+                v.taps.taps as u32,
+                in_h as u32,
+                v.taps.out_len as u32,
+                row_len as u32,
+                first_frame,
+            );
+        }
+    }
 }
 
 /// CPU reference of [`resize`]: each output is the 2-D weighted sum over its input window,
@@ -334,7 +383,7 @@ mod tests {
             let c = [1, 3, 4][rng.range(0, 2)];
             let data = rng.vec_f32(frames * in_h * in_w * c, 0.0, 1.0);
             let input = DeviceBuffer::from_f32(&client, &data);
-            let plan = ResizePlan::new(&client, (in_h, in_w), (out_h, out_w), c, filter);
+            let plan = ResizePlan::new(&client, (in_h, in_w), (out_h, out_w), c, filter, frames);
             let out = poisoned_f32(&client, plan.output_len(frames));
             resize(&client, &plan, &input, frames, &out);
             let got = read_f32(&client, out.handle);
@@ -353,7 +402,7 @@ mod tests {
                 let data = vec![0.375f32; in_len * in_len * 3];
                 let input = DeviceBuffer::from_f32(&client, &data);
                 let plan =
-                    ResizePlan::new(&client, (in_len, in_len), (out_len, out_len), 3, filter);
+                    ResizePlan::new(&client, (in_len, in_len), (out_len, out_len), 3, filter, 1);
                 let out = poisoned_f32(&client, plan.output_len(1));
                 resize(&client, &plan, &input, 1, &out);
                 for v in read_f32(&client, out.handle) {
@@ -370,8 +419,7 @@ mod tests {
                 let taps = AxisTaps::new(i, o, filter);
                 let reference = reference_weights(i, o, filter);
                 for (j, window) in reference.iter().enumerate() {
-                    let n = taps.count[j] as usize;
-                    let ours: Vec<(usize, f64)> = (0..n)
+                    let ours: Vec<(usize, f64)> = (0..taps.taps)
                         .map(|k| {
                             let w = f64::from(taps.weights[j * taps.taps + k]);
                             (taps.start[j] as usize + k, w)

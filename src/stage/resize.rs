@@ -50,8 +50,8 @@ impl Resize {
         if w == 0 || h == 0 {
             return Err(Error::shape(format!("resize to zero-size frames ({w}x{h})")));
         }
-        if w > 1 << 16 || h > 1 << 16 {
-            return Err(Error::shape(format!("resize to {w}x{h} is beyond 65536 pixels a side")));
+        if w > 65535 || h > 65535 {
+            return Err(Error::shape(format!("resize to {w}x{h} is beyond 65535 pixels a side")));
         }
         Ok((w, h))
     }
@@ -78,12 +78,12 @@ impl Stage for Resize {
         let device = request.device().clone();
         let (in_size, out_size, c) = ((info.height, info.width), (out_h, out_w), info.channels);
         let plan = Arc::new(with_client!(device, client => {
-            ResizePlan::new(client, in_size, out_size, c, self.filter)
+            ResizePlan::new(client, in_size, out_size, c, self.filter, request.chunk_frames())
         }));
         Box::pin(upstream.map(move |chunk| {
             let chunk = chunk?;
             let frames = chunk.frames();
-            let out = device.alloc(plan.output_len(frames));
+            let out = device.alloc_frames(frames, out_w * out_h * c, plan.chunk_frames);
             with_client!(device, client => resize(client, &plan, chunk.buffer(), frames, &out));
             Chunk::new(&device, out, [frames, out_h, out_w, c], chunk.first_frame())
         }))

@@ -1,0 +1,118 @@
+//! Peak memory of pattern → resize ×2 → drain, for two video lengths.
+//!
+//! `cargo run --release --example memory [-- --size 640x360 --frames 100,1000 --chunk-frames 8]`
+//!
+//! Each length runs in a fresh child process so its peak RSS (VmHWM) is its own. On lavapipe
+//! device memory is host memory, so the RSS includes the device's buffers.
+
+use std::process::Command;
+use std::time::Instant;
+
+use framestream::prelude::*;
+
+struct Args {
+    size: FrameSize,
+    frames: Vec<u64>,
+    chunk_frames: usize,
+    child: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        size: "640x360".parse().unwrap(),
+        frames: vec![100, 1000],
+        chunk_frames: 8,
+        child: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--size" => args.size = value().parse().expect("--size WxH"),
+            "--frames" => {
+                args.frames = value().split(',').map(|n| n.parse().expect("--frames N,M")).collect()
+            }
+            "--chunk-frames" => args.chunk_frames = value().parse().expect("--chunk-frames N"),
+            "--child" => args.child = true,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs one length and prints `frames seconds peak_kib reserved_bytes`.
+fn child(args: &Args) -> Result<()> {
+    let frames = args.frames[0];
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    runtime.block_on(async {
+        let device = Device::from_env()?;
+        let video = TestPattern::new(args.size.width, args.size.height, frames)?
+            .resize(2.0, Filter::Lanczos3);
+        let request = OpenRequest::new(&device).with_chunk_frames(args.chunk_frames);
+        let start = Instant::now();
+        let report = drain(&video, &request).await?;
+        let reserved = request.device().memory_usage()?.bytes_reserved;
+        println!(
+            "{} {:.3} {} {}",
+            report.frames,
+            start.elapsed().as_secs_f64(),
+            peak_rss_kib(),
+            reserved
+        );
+        Ok(())
+    })
+}
+
+fn main() {
+    let args = parse_args();
+    if args.child {
+        if let Err(e) = child(&args) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let device = Device::from_env().expect("a device");
+    let (w, h) = (args.size.width, args.size.height);
+    println!("pattern {w}x{h} -> resize x2 (lanczos) -> drain, chunk {} frames", args.chunk_frames);
+    println!("device: {}", device.info());
+    println!();
+    println!("| frames | time (s) | frames/s | peak RSS (MiB) | device reserved (MiB) | whole output as f32 (MiB) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut peaks = Vec::new();
+    for &frames in &args.frames {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--child", "--size", &args.size.to_string(), "--frames", &frames.to_string()])
+            .args(["--chunk-frames", &args.chunk_frames.to_string()])
+            .output()
+            .expect("run the child");
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(1);
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        let whole = frames as f64 * (4 * w * h * 3 * 4) as f64 / (1 << 20) as f64;
+        println!(
+            "| {frames} | {:.2} | {:.1} | {:.1} | {:.1} | {whole:.0} |",
+            v[1],
+            v[0] / v[1],
+            v[2] / 1024.0,
+            v[3] / (1 << 20) as f64
+        );
+        peaks.push(v[2]);
+    }
+    let (lo, hi) = peaks.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    println!();
+    println!("peak RSS spread: {:.1} % (target < 10 %)", (hi - lo) / lo * 100.0);
+}
