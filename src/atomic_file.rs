@@ -1,6 +1,6 @@
 //! Atomic outputs: write `NAME.partial-XXXXXXXX` beside the target, fsync, then move it into
-//! place. A file that was not committed (error, cancellation, panic) is removed when dropped,
-//! and an existing target is only replaced when asked.
+//! place. A partial file that was not committed (error, cancellation, panic) is removed when
+//! its guard drops, and an existing target is only replaced when asked.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -12,118 +12,121 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 
-/// The temporary name beside `target`.
-fn partial_path(target: &Path) -> PathBuf {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    target.with_file_name(format!("{name}.partial-{:08x}", hasher.finish() as u32))
-}
-
-fn check_target(target: &Path, overwrite: bool) -> Result<()> {
-    if target.file_name().is_none() {
-        return Err(Error::config(format!("{} is not a file path", target.display())));
-    }
-    if !overwrite && target.exists() {
-        return Err(Error::OutputExists(target.to_path_buf()));
-    }
-    Ok(())
-}
-
-/// Moves the finished `partial` onto `target` (no-clobber unless `overwrite`).
-fn publish(partial: &Path, target: &Path, overwrite: bool) -> Result<()> {
-    let context = || format!("moving {} to {}", partial.display(), target.display());
-    if overwrite {
-        return std::fs::rename(partial, target).map_err(|e| Error::io(context(), e));
-    }
-    // A hard link fails if the target appeared meanwhile, where a rename would replace it.
-    match std::fs::hard_link(partial, target) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(partial);
-            Ok(())
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::OutputExists(target.into())),
-        Err(_) => {
-            // Filesystems without hard links: check, then rename.
-            if target.exists() {
-                return Err(Error::OutputExists(target.into()));
-            }
-            std::fs::rename(partial, target).map_err(|e| Error::io(context(), e))
-        }
-    }
-}
-
-/// An output file being written.
-pub(crate) struct AtomicFile {
+/// An output path being written under a temporary name beside it.
+pub(crate) struct PartialPath {
     target: PathBuf,
     partial: PathBuf,
     overwrite: bool,
-    file: Option<File>,
+}
+
+impl PartialPath {
+    /// Checks the target and picks the temporary name (nothing is created yet).
+    pub fn new(target: &Path, overwrite: bool) -> Result<Self> {
+        let Some(name) = target.file_name() else {
+            return Err(Error::config(format!("{} is not a file path", target.display())));
+        };
+        if !overwrite && target.exists() {
+            return Err(Error::OutputExists(target.to_path_buf()));
+        }
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let suffix = hasher.finish() as u32;
+        let partial = target.with_file_name(format!("{}.partial-{suffix:08x}", name.to_string_lossy()));
+        Ok(Self { target: target.to_path_buf(), partial, overwrite })
+    }
+
+    pub fn partial(&self) -> &Path {
+        &self.partial
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Moves the finished partial file onto the target (which must not have appeared meanwhile
+    /// unless overwriting). Blocking.
+    pub fn commit_blocking(mut self) -> Result<PathBuf> {
+        let context = || format!("moving {} to {}", self.partial.display(), self.target.display());
+        let result = if self.overwrite {
+            std::fs::rename(&self.partial, &self.target).map_err(|e| Error::io(context(), e))
+        } else {
+            // A hard link fails if the target exists, where a rename would replace it.
+            match std::fs::hard_link(&self.partial, &self.target) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    Err(Error::OutputExists(self.target.clone()))
+                }
+                Err(_) if self.target.exists() => Err(Error::OutputExists(self.target.clone())),
+                // Filesystems without hard links.
+                Err(_) => std::fs::rename(&self.partial, &self.target).map_err(|e| Error::io(context(), e)),
+            }
+        };
+        // The partial name is now gone (renamed) or a second link, which drop removes.
+        result.map(|()| std::mem::take(&mut self.target))
+    }
+
+    pub async fn commit(self) -> Result<PathBuf> {
+        tokio::task::spawn_blocking(move || self.commit_blocking())
+            .await
+            .map_err(|e| Error::io("publishing an output", std::io::Error::other(e)))?
+    }
+}
+
+impl Drop for PartialPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+/// An output file written through tokio.
+pub(crate) struct AtomicFile {
+    path: PartialPath,
+    file: File,
 }
 
 impl AtomicFile {
     pub async fn create(target: &Path, overwrite: bool) -> Result<Self> {
-        check_target(target, overwrite)?;
-        let partial = partial_path(target);
+        let path = PartialPath::new(target, overwrite)?;
         let file = File::options()
             .write(true)
             .create_new(true)
-            .open(&partial)
+            .open(path.partial())
             .await
-            .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
-        Ok(Self { target: target.to_path_buf(), partial, overwrite, file: Some(file) })
+            .map_err(|e| Error::io(format!("creating {}", path.partial().display()), e))?;
+        Ok(Self { path, file })
     }
 
     pub fn file(&mut self) -> &mut File {
-        self.file.as_mut().expect("the file is open until commit")
+        &mut self.file
     }
 
     /// Context for an I/O error on this output.
     pub fn context(&self) -> String {
-        format!("writing {}", self.target.display())
+        format!("writing {}", self.path.target().display())
     }
 
     /// Flushes, syncs and moves the file into place.
     pub async fn commit(mut self) -> Result<PathBuf> {
-        let mut file = self.file.take().expect("commit once");
         let context = self.context();
-        file.flush().await.map_err(|e| Error::io(&context, e))?;
-        file.sync_all().await.map_err(|e| Error::io(&context, e))?;
-        drop(file);
-        let (partial, target, overwrite) = (self.partial.clone(), self.target.clone(), self.overwrite);
-        tokio::task::spawn_blocking(move || publish(&partial, &target, overwrite))
-            .await
-            .map_err(|e| Error::io(&context, std::io::Error::other(e)))??;
-        Ok(std::mem::take(&mut self.target))
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        // After a commit the partial name no longer exists; otherwise nothing half-written stays.
-        let _ = std::fs::remove_file(&self.partial);
+        self.file.flush().await.map_err(|e| Error::io(&context, e))?;
+        self.file.sync_all().await.map_err(|e| Error::io(&context, e))?;
+        drop(self.file);
+        self.path.commit().await
     }
 }
 
 /// Writes `bytes` to `target` atomically (blocking).
 pub(crate) fn write_atomic(target: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
-    check_target(target, overwrite)?;
-    let partial = partial_path(target);
-    let result = (|| {
-        use std::io::Write;
-        let context = || format!("writing {}", partial.display());
-        let mut file = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(&partial)
-            .map_err(|e| Error::io(context(), e))?;
-        file.write_all(bytes).map_err(|e| Error::io(context(), e))?;
-        file.sync_all().map_err(|e| Error::io(context(), e))?;
-        drop(file);
-        publish(&partial, target, overwrite)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
+    use std::io::Write;
+    let path = PartialPath::new(target, overwrite)?;
+    let context = || format!("writing {}", path.partial().display());
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path.partial())
+        .map_err(|e| Error::io(context(), e))?;
+    file.write_all(bytes).map_err(|e| Error::io(context(), e))?;
+    file.sync_all().map_err(|e| Error::io(context(), e))?;
+    drop(file);
+    path.commit_blocking().map(|_| ())
 }

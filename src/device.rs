@@ -242,6 +242,20 @@ impl Device {
         with_client!(self, client => DeviceBuffer::from_f32(client, data))
     }
 
+    /// Uploads bytes as `u32` words (the last one zero-padded).
+    pub fn upload_bytes(&self, bytes: &[u8]) -> DeviceBuffer {
+        let words = bytes.len().div_ceil(4);
+        with_client!(self, client => {
+            if bytes.len() % 4 == 0 && !bytes.is_empty() {
+                DeviceBuffer::new(client.create_from_slice(bytes), words)
+            } else {
+                let mut padded = bytes.to_vec();
+                padded.resize(words.max(1) * 4, 0);
+                DeviceBuffer::new(client.create_from_slice(&padded), words)
+            }
+        })
+    }
+
     /// Allocates `len` uninitialised f32.
     pub fn alloc(&self, len: usize) -> DeviceBuffer {
         with_client!(self, client => DeviceBuffer::empty_f32(client, len))

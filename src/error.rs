@@ -34,6 +34,10 @@ pub enum Error {
     #[error("{} already exists (pass overwrite to replace it)", .0.display())]
     OutputExists(PathBuf),
 
+    /// A video file that cannot be read or written, with the frame where known.
+    #[error("{}{}: {message}", .path.display(), .frame.map(|f| format!(", frame {f}")).unwrap_or_default())]
+    Video { path: PathBuf, frame: Option<u64>, message: String },
+
     /// An I/O failure, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -61,6 +65,10 @@ impl Error {
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Error::InvalidConfig(message.into())
+    }
+
+    pub(crate) fn video(path: &std::path::Path, frame: Option<u64>, message: impl Into<String>) -> Self {
+        Error::Video { path: path.to_path_buf(), frame, message: message.into() }
     }
 
     pub(crate) fn shape(message: impl Into<String>) -> Self {

@@ -33,6 +33,7 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod stream;
+pub mod video;
 
 pub use chunk::{Chunk, HostFrames, Shape};
 pub use device::{Device, DeviceInfo, DeviceKind, MemoryUsage};
@@ -45,9 +46,12 @@ pub use stream::{
 
 /// Everything a pipeline needs, in one import.
 pub mod prelude {
-    pub use crate::sink::{collect, drain, write_tensor, Batch, Report, TensorFileOptions};
-    pub use crate::source::{ImageBatch, TestPattern};
-    pub use crate::stage::{Filter, Map, Preview, PreviewImage, Resize};
+    pub use crate::sink::{
+        Batch, Report, TensorFileOptions, collect, drain, save_video, write_tensor,
+    };
+    pub use crate::source::{ImageBatch, TestPattern, VideoFile};
+    pub use crate::stage::{Filter, Map, Preview, PreviewImage, Resize, SaveVideo};
+    pub use crate::video::{Codec, Container, PixelFormat, VideoOptions};
     pub use crate::{
         Chunk, Device, DeviceKind, Error, Event, EventKind, FrameSize, FrameStream, OpenRequest,
         ProgressSender, Rational, Result, Source, SourceExt, Stage, StageId, StreamInfo,

@@ -5,10 +5,13 @@
 //! buffers; frames are laid out `[frames, height, width, channels]`.
 
 pub mod copy;
+pub mod finite;
 pub mod pattern;
+pub mod planes;
 pub mod resize;
 pub mod rgb8;
 pub mod rng;
+pub mod unpack;
 
 mod launch;
 

@@ -2,6 +2,7 @@
 
 mod collect;
 mod drain;
+mod save_video;
 mod tensor_file;
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use futures::StreamExt;
 
 pub use collect::{collect, Batch};
 pub use drain::drain;
+pub use save_video::save_video;
 pub use tensor_file::{write_tensor, TensorFileOptions};
 
 use crate::chunk::Chunk;

@@ -2,6 +2,8 @@
 
 mod batch;
 mod pattern;
+mod video_file;
 
 pub use batch::ImageBatch;
 pub use pattern::TestPattern;
+pub use video_file::VideoFile;

@@ -3,7 +3,9 @@
 mod map;
 mod preview;
 mod resize;
+mod save_passthrough;
 
 pub use map::Map;
 pub use preview::{Preview, PreviewImage};
 pub use resize::{Filter, Resize};
+pub use save_passthrough::SaveVideo;

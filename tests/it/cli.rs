@@ -60,7 +60,11 @@ fn bad_arguments_fail_cleanly() {
     for args in [
         vec!["pattern", "--frames", "2", "--size", "0x8", "-o", "x.safetensors"],
         vec!["pattern", "--frames", "2", "--size", "8x8", "--fps", "abc", "-o", "x.safetensors"],
-        vec!["pattern", "--frames", "2", "--size", "8x8", "-o", "x.mp4"],
+        vec!["pattern", "--frames", "2", "--size", "8x8", "-o", "x.avi"],
+        vec!["pattern", "--frames", "2", "--size", "9x8", "-o", "x.mp4"],
+        vec!["pattern", "--frames", "2", "--size", "8x8", "--codec", "mpeg2", "-o", "x.mp4"],
+        vec!["pattern", "--frames", "2", "--size", "8x8", "--bitrate", "fast", "-o", "x.mp4"],
+        vec!["transcode", "missing.mp4", "-o", "y.mp4"],
         vec!["pattern", "--frames", "2", "--size", "8x8", "--chunk-frames", "0", "-o", "y.safetensors"],
         vec!["--device", "tpu", "info"],
     ] {
@@ -70,6 +74,56 @@ fn bad_arguments_fail_cleanly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
     assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "nothing written");
+}
+
+fn ffprobe_frames(path: &std::path::Path) -> (String, String, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames,width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let parts: Vec<String> = text.trim().split(',').map(String::from).collect();
+    (parts[0].clone(), parts[1].clone(), parts[2].clone())
+}
+
+#[test]
+fn pattern_transcode_and_upscale_write_videos() {
+    let dir = temp_dir("cli-video");
+    let mp4 = dir.join("pattern.mp4");
+    let status = framestream()
+        .args(["-q", "pattern", "--frames", "12", "--size", "32x18", "--scale", "2", "--crf", "20"])
+        .args(["--preset", "ultrafast", "-o"])
+        .arg(&mp4)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(ffprobe_frames(&mp4), ("64".into(), "36".into(), "12".into()));
+
+    let mkv = dir.join("lossless.mkv");
+    let status = framestream().args(["-q", "transcode"]).arg(&mp4).args(["--codec", "ffv1", "-o"]).arg(&mkv).status().unwrap();
+    assert!(status.success());
+    assert_eq!(ffprobe_frames(&mkv), ("64".into(), "36".into(), "12".into()));
+
+    let webm = dir.join("small.webm");
+    let status = framestream()
+        .args(["-q", "upscale"])
+        .arg(&mkv)
+        .args(["--scale", "0.5", "--filter", "bicubic", "--codec", "vp9", "--metadata", "title=t", "-o"])
+        .arg(&webm)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(ffprobe_frames(&webm), ("32".into(), "18".into(), "12".into()));
+
+    let tensor = dir.join("frames.safetensors");
+    let status = framestream().args(["-q", "upscale"]).arg(&webm).args(["--scale", "1", "-o"]).arg(&tensor).status().unwrap();
+    assert!(status.success());
+    assert_eq!(read_tensor_file(&tensor).shape, [12, 18, 32, 3]);
+    // Never the input as the output.
+    let same = framestream().args(["-q", "transcode"]).arg(&mkv).args(["--overwrite", "-o"]).arg(&mkv).output().unwrap();
+    assert!(!same.status.success());
 }
 
 #[test]

@@ -8,3 +8,4 @@ mod lifecycle;
 mod preview;
 mod resize;
 mod sinks;
+mod video;

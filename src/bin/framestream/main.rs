@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use framestream::prelude::*;
+use framestream::sink::Report;
 
 use events::Output;
 
@@ -35,6 +36,10 @@ enum Command {
     Info,
     /// Render the synthetic test video, optionally resized, to a file.
     Pattern(PatternArgs),
+    /// Re-encode a video file.
+    Transcode(TranscodeArgs),
+    /// Resize a video file by a factor.
+    Upscale(UpscaleArgs),
 }
 
 #[derive(Args)]
@@ -57,15 +62,137 @@ struct PatternArgs {
     /// Resampling filter: lanczos or bicubic.
     #[arg(long, default_value = "lanczos")]
     filter: Filter,
-    /// Frames per chunk.
-    #[arg(long, default_value_t = OpenRequest::DEFAULT_CHUNK_FRAMES)]
-    chunk_frames: usize,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct TranscodeArgs {
+    /// The input video.
+    input: PathBuf,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct UpscaleArgs {
+    /// The input video.
+    input: PathBuf,
+    /// Resize factor.
+    #[arg(long)]
+    scale: f64,
+    /// Resampling filter: lanczos or bicubic.
+    #[arg(long, default_value = "lanczos")]
+    filter: Filter,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Where and how to write.
+#[derive(Args)]
+struct OutputArgs {
+    /// Output file: a video (.mp4, .mkv, .mov, .webm) or a tensor file (.safetensors).
+    #[arg(short, long)]
+    output: PathBuf,
     /// Replace OUT if it exists.
     #[arg(long)]
     overwrite: bool,
-    /// Output file (.safetensors).
-    #[arg(short, long)]
-    output: PathBuf,
+    /// Frames per chunk.
+    #[arg(long, default_value_t = OpenRequest::DEFAULT_CHUNK_FRAMES)]
+    chunk_frames: usize,
+    /// Video codec: h264, h265, vp9, av1, prores, ffv1.
+    #[arg(long, default_value = "h264")]
+    codec: Codec,
+    /// Container, when the extension does not say: mp4, mkv, mov, webm.
+    #[arg(long)]
+    container: Option<Container>,
+    /// Pixel format: yuv420p, yuv422p, yuv444p (…10le), gbrp (the codec's default if unset).
+    #[arg(long)]
+    pix_fmt: Option<PixelFormat>,
+    /// Constant-quality factor.
+    #[arg(long)]
+    crf: Option<u32>,
+    /// Encoder preset (e.g. ultrafast … veryslow for H.264).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Target bitrate, e.g. 8M or 2500k.
+    #[arg(long, value_parser = parse_bitrate)]
+    bitrate: Option<u64>,
+    /// Frame rate written to the file (default: the source's).
+    #[arg(long = "out-fps")]
+    out_fps: Option<Rational>,
+    /// Container metadata, KEY=VALUE (repeatable).
+    #[arg(long, value_parser = parse_key_value)]
+    metadata: Vec<(String, String)>,
+    /// Encoder option passed to FFmpeg, KEY=VALUE (repeatable).
+    #[arg(long = "encoder-option", value_parser = parse_key_value)]
+    encoder_options: Vec<(String, String)>,
+    /// Copy the audio of this file into the output.
+    #[arg(long)]
+    audio_from: Option<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+fn parse_bitrate(s: &str) -> std::result::Result<u64, String> {
+    let (digits, factor) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000.0),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
+        _ => (s, 1.0),
+    };
+    digits
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(|v| (v * factor) as u64)
+        .ok_or_else(|| format!("`{s}` is not a bitrate (try 8M or 2500k)"))
+}
+
+impl OutputArgs {
+    fn video_options(&self) -> VideoOptions {
+        VideoOptions {
+            codec: self.codec,
+            container: self.container,
+            pixel_format: self.pix_fmt,
+            crf: self.crf,
+            preset: self.preset.clone(),
+            bitrate: self.bitrate,
+            fps: self.out_fps,
+            metadata: self.metadata.clone(),
+            encoder_options: self.encoder_options.clone(),
+            audio_from: self.audio_from.clone(),
+            overwrite: self.overwrite,
+            ..VideoOptions::new(self.codec)
+        }
+    }
+
+    fn is_tensor_file(&self) -> bool {
+        self.output.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+    }
+
+    /// Checks what can be checked before any work starts.
+    fn check(&self) -> Result<()> {
+        if !self.is_tensor_file() {
+            self.video_options().effective_container(&self.output)?;
+        }
+        Ok(())
+    }
+
+    /// Streams `video` into the output file.
+    async fn write(&self, video: &dyn Source, request: &OpenRequest) -> Result<Report> {
+        let request = request.clone().with_chunk_frames(self.chunk_frames);
+        if self.is_tensor_file() {
+            let options = TensorFileOptions { overwrite: self.overwrite };
+            write_tensor(video, &self.output, &request, &options).await
+        } else {
+            save_video(video, &self.output, &request, &self.video_options()).await
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -82,9 +209,21 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let output = Output::new(cli.quiet, cli.json);
-    let result = match &cli.command {
-        Command::Info => info(&cli, &output),
-        Command::Pattern(args) => pattern(&cli, args, &output).await,
+    let work = async {
+        match &cli.command {
+            Command::Info => info(&cli, &output),
+            Command::Pattern(args) => pattern(&cli, args, &output).await,
+            Command::Transcode(args) => transcode(&cli, args, &output).await,
+            Command::Upscale(args) => upscale(&cli, args, &output).await,
+        }
+    };
+    // Ctrl-C drops the pipeline, which cancels every stage and removes partial outputs.
+    let result = tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => {
+            output.error(&Error::InvalidConfig("interrupted".into()));
+            return ExitCode::from(130);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,9 +268,20 @@ fn info(cli: &Cli, output: &Output) -> Result<()> {
     device.map(|_| ())
 }
 
-async fn pattern(cli: &Cli, args: &PatternArgs, output: &Output) -> Result<()> {
-    check_output_extension(&args.output)?;
+/// Runs `video` into `args`'s output with progress shown.
+async fn run_pipeline(cli: &Cli, video: &dyn Source, args: &OutputArgs, output: &Output) -> Result<()> {
     let device = Device::open(cli.device)?;
+    let (sender, events) = output.start_events();
+    let request = OpenRequest::new(&device).with_progress(sender);
+    let result = args.write(video, &request).await;
+    drop(request);
+    events.await;
+    output.done(&result?);
+    Ok(())
+}
+
+async fn pattern(cli: &Cli, args: &PatternArgs, output: &Output) -> Result<()> {
+    args.output.check()?;
     let pattern = TestPattern::new(args.size.width, args.size.height, args.frames)?
         .fps(args.fps)
         .seed(args.seed);
@@ -139,22 +289,31 @@ async fn pattern(cli: &Cli, args: &PatternArgs, output: &Output) -> Result<()> {
         Some(factor) => pattern.resize(factor, args.filter).boxed(),
         None => pattern.boxed(),
     };
-    let (sender, events) = output.start_events();
-    let request = OpenRequest::new(&device).with_chunk_frames(args.chunk_frames).with_progress(sender);
-    let options = TensorFileOptions { overwrite: args.overwrite };
-    let result = write_tensor(&video, &args.output, &request, &options).await;
-    drop(request);
-    events.await;
-    output.done(&result?);
-    Ok(())
+    run_pipeline(cli, &video, &args.output, output).await
 }
 
-fn check_output_extension(path: &Path) -> Result<()> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(ext) if ext.eq_ignore_ascii_case("safetensors") => Ok(()),
-        _ => Err(Error::InvalidConfig(format!(
-            "{}: the output must be a .safetensors file",
-            path.display()
-        ))),
+async fn transcode(cli: &Cli, args: &TranscodeArgs, output: &Output) -> Result<()> {
+    args.output.check()?;
+    check_not_same_file(&args.input, &args.output.output)?;
+    let video = VideoFile::open(&args.input)?;
+    run_pipeline(cli, &video, &args.output, output).await
+}
+
+async fn upscale(cli: &Cli, args: &UpscaleArgs, output: &Output) -> Result<()> {
+    args.output.check()?;
+    check_not_same_file(&args.input, &args.output.output)?;
+    let video = VideoFile::open(&args.input)?.resize(args.scale, args.filter);
+    run_pipeline(cli, &video, &args.output, output).await
+}
+
+fn check_not_same_file(input: &Path, output: &Path) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
+        if a == b {
+            return Err(Error::InvalidConfig(format!(
+                "{} is both the input and the output",
+                input.display()
+            )));
+        }
     }
+    Ok(())
 }

@@ -1,0 +1,88 @@
+//! `VideoFile`: any file FFmpeg reads, decoded into chunks on the device.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use framestream_kernels::unpack::unpack;
+
+use crate::chunk::Chunk;
+use crate::device::with_client;
+use crate::error::{Error, Result};
+use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
+use crate::video::{Probe, decoder_spawn};
+
+/// A video file. Each open decodes it from the start on a thread of its own (two chunks are
+/// decoded ahead at most); the frame rate and count come from the container when it has
+/// them, and a rotation in the file's display matrix is applied to the frames.
+#[derive(Clone, Debug)]
+pub struct VideoFile {
+    path: Arc<PathBuf>,
+    probe: Arc<Probe>,
+}
+
+impl VideoFile {
+    /// Reads the file's header; errors name the file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let probe = Probe::read(&path)?;
+        Ok(Self { path: Arc::new(path), probe: Arc::new(probe) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Clockwise quarter turns applied to the decoded frames.
+    pub fn quarter_turns(&self) -> u32 {
+        self.probe.packed.quarter_turns
+    }
+
+    pub fn fps(&self) -> Rational {
+        self.probe.fps
+    }
+}
+
+impl Source for VideoFile {
+    fn name(&self) -> String {
+        "video_file".into()
+    }
+
+    fn info(&self) -> Result<StreamInfo> {
+        let p = &*self.probe;
+        let (width, height) = p.packed.output_size(p.width, p.height);
+        Ok(StreamInfo {
+            width,
+            height,
+            channels: p.packed.channels as usize,
+            fps: p.fps,
+            total_frames: p.frames,
+        })
+    }
+
+    fn stream(&self, request: &OpenRequest) -> FrameStream {
+        let (path, probe) = (self.path.clone(), self.probe.clone());
+        let device = request.device().clone();
+        let chunk_frames = request.chunk_frames();
+        let (width, height) = (probe.width, probe.height);
+        let (out_w, out_h) = probe.packed.output_size(width, height);
+        let channels = probe.packed.channels as usize;
+        Box::pin(async_stream::try_stream! {
+            let mut chunks = decoder_spawn((*path).clone(), (*probe).clone(), chunk_frames)?;
+            let mut first = 0u64;
+            while let Some(host) = chunks.recv().await {
+                let host = host?;
+                let expected = host.frames * probe.packed.bytes_per_frame(width, height);
+                if host.bytes.len() != expected {
+                    Err(Error::video(&path, Some(first), "the decoder returned a short frame"))?;
+                }
+                let packed = device.upload_bytes(&host.bytes);
+                let out = device.alloc_frames(host.frames, out_w * out_h * channels, chunk_frames);
+                with_client!(device, client => {
+                    unpack(client, &packed, (host.frames, height, width), probe.packed, &out)
+                });
+                yield Chunk::new(&device, out, [host.frames, out_h, out_w, channels], first)?;
+                first += host.frames as u64;
+            }
+        })
+    }
+}

@@ -1,0 +1,30 @@
+//! FFmpeg behind dedicated threads: every FFmpeg context lives on one thread and is fed or
+//! drained through a bounded channel, so the device works on the next chunk while FFmpeg
+//! encodes or decodes this one.
+
+mod decoder;
+mod encoder;
+mod options;
+mod writer;
+
+use std::sync::OnceLock;
+
+pub(crate) use decoder::{Probe, spawn as decoder_spawn};
+pub use options::{Codec, Container, PixelFormat, VideoOptions};
+pub(crate) use writer::VideoWriter;
+
+/// Initialises FFmpeg once; its log is limited to errors (encoders print statistics at the
+/// default level).
+pub(crate) fn init() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        // Registration cannot fail on FFmpeg ≥ 4; the call only sets up networking.
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    });
+}
+
+/// The frame rate as FFmpeg's rational.
+pub(crate) fn ff_rational(r: crate::stream::Rational) -> ffmpeg_next::Rational {
+    ffmpeg_next::Rational::new(r.num as i32, r.den as i32)
+}

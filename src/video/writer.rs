@@ -1,0 +1,184 @@
+//! `VideoWriter`: the async side of an encoder thread, shared by the `save_video` sink and the
+//! `SaveVideo` stage. Each chunk is checked for NaN/Inf and converted to the encoder's planar
+//! samples on the device; only those bytes are read back and queued (2 chunks at most).
+
+use std::path::{Path, PathBuf};
+
+use framestream_kernels::DeviceBuffer;
+use framestream_kernels::finite::{LANES, first_flagged_frame, nonfinite};
+use framestream_kernels::planes::{PlaneFormat, planes};
+use tokio::sync::mpsc;
+
+use super::encoder::{self, Command, EncoderSpec};
+use super::{Codec, PixelFormat, VideoOptions};
+use crate::atomic_file::PartialPath;
+use crate::chunk::Chunk;
+use crate::device::with_client;
+use crate::error::{Error, Result};
+use crate::stream::StreamInfo;
+
+/// Chunks queued for the encoder thread.
+const QUEUE: usize = 2;
+
+pub(crate) struct VideoWriter {
+    target: PathBuf,
+    partial: PathBuf,
+    format: PlaneFormat,
+    commands: Option<mpsc::Sender<Command>>,
+    done: tokio::sync::oneshot::Receiver<Result<PathBuf>>,
+    finished: bool,
+}
+
+/// The first encoder for `codec` this FFmpeg has, or why none fits.
+fn pick_encoder(codec: Codec, options: &VideoOptions, target: &Path) -> Result<&'static str> {
+    super::init();
+    let wanted = options.effective_pixel_format();
+    let mut found = None;
+    for name in codec.encoders() {
+        let Some(candidate) = ffmpeg_next::encoder::find_by_name(name) else { continue };
+        // Ours that this encoder takes (all of them when it does not say).
+        let takes: Vec<PixelFormat> = match candidate.video().ok().and_then(|v| v.formats()) {
+            Some(formats) => {
+                let formats: Vec<_> = formats.collect();
+                PixelFormat::ALL.into_iter().filter(|p| formats.contains(&p.ffmpeg())).collect()
+            }
+            None => PixelFormat::ALL.to_vec(),
+        };
+        if takes.contains(&wanted) {
+            return Ok(name);
+        }
+        found.get_or_insert((*name, takes));
+    }
+    Err(Error::video(
+        target,
+        None,
+        match found {
+            Some((name, takes)) => {
+                let takes: Vec<String> = takes.iter().map(ToString::to_string).collect();
+                format!("{name} cannot encode {wanted} (it takes {})", takes.join(", "))
+            }
+            None => format!("this FFmpeg has no {codec} encoder ({})", codec.encoders().join(", ")),
+        },
+    ))
+}
+
+impl VideoWriter {
+    /// Checks the options against the stream, starts the encoder thread and waits until the
+    /// output is open.
+    pub async fn open(target: &Path, options: &VideoOptions, info: &StreamInfo) -> Result<Self> {
+        let container = options.effective_container(target)?;
+        let pixel_format = options.effective_pixel_format();
+        let format = pixel_format.planes();
+        format
+            .check_size(info.width, info.height)
+            .map_err(|why| Error::shape(format!("{pixel_format}: {why}")))?;
+        let encoder_name = pick_encoder(options.codec, options, target)?;
+        if let Some(audio) = &options.audio_from {
+            if !audio.exists() {
+                return Err(Error::video(audio, None, "the audio source does not exist"));
+            }
+        }
+        let output = PartialPath::new(target, options.overwrite)?;
+        let partial = output.partial().to_path_buf();
+        let spec = EncoderSpec {
+            output,
+            container,
+            encoder: encoder_name,
+            pixel_format,
+            width: info.width,
+            height: info.height,
+            fps: options.fps.unwrap_or(info.fps),
+            crf: options.crf,
+            preset: options.preset.clone(),
+            bitrate: options.bitrate,
+            encoder_options: options.encoder_options.clone(),
+            metadata: options.metadata.clone(),
+            audio_from: options.audio_from.clone(),
+            panic_after_frames: options.panic_after_frames,
+        };
+        let thread = encoder::spawn(spec, QUEUE)?;
+        let mut writer = Self {
+            target: target.to_path_buf(),
+            partial,
+            format,
+            commands: Some(thread.commands),
+            done: thread.done,
+            finished: false,
+        };
+        match thread.opened.await {
+            Ok(Ok(())) => Ok(writer),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(writer.thread_lost()),
+        }
+    }
+
+    fn thread_lost(&mut self) -> Error {
+        self.finished = true;
+        Error::video(&self.target, None, "the encoder thread stopped unexpectedly (it panicked)")
+    }
+
+    /// The error that ended the thread early.
+    async fn thread_error(&mut self) -> Error {
+        match (&mut self.done).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => Error::video(&self.target, None, "the encoder finished early"),
+            Err(_) => self.thread_lost(),
+        }
+    }
+
+    /// Converts and queues one chunk.
+    pub async fn write(&mut self, chunk: &Chunk) -> Result<()> {
+        let device = chunk.device();
+        let [frames, h, w, c] = chunk.shape();
+        let frame_len = chunk.frame_len();
+        let (flags, samples) = with_client!(device, client => {
+            let flags = DeviceBuffer::empty_u32(client, frames * LANES);
+            nonfinite(client, chunk.buffer(), frames, frame_len, &flags);
+            let samples = DeviceBuffer::empty_u32(client, self.format.words(frames, w, h));
+            planes(client, chunk.buffer(), (frames, h, w, c), self.format, &samples);
+            (flags, samples)
+        });
+        let flags = device.read_bytes(&flags).await?;
+        let flags: Vec<u32> =
+            flags.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        if let Some(f) = first_flagged_frame(&flags[..frames * LANES]) {
+            return Err(Error::InvalidFrame {
+                frame: chunk.first_frame() + f as u64,
+                message: "NaN or infinite values".into(),
+            });
+        }
+        let mut samples = device.read_bytes(&samples).await?;
+        samples.truncate(frames * self.format.bytes_per_frame(w, h));
+        let sent = match &self.commands {
+            Some(commands) => commands.send(Command::Frames { samples, frames }).await.is_ok(),
+            None => false,
+        };
+        if sent { Ok(()) } else { Err(self.thread_error().await) }
+    }
+
+    /// Ends the stream: drains the encoder, writes the trailer and publishes the file.
+    pub async fn finish(mut self) -> Result<PathBuf> {
+        let commands = self.commands.take().expect("finish once");
+        if commands.send(Command::Finish).await.is_err() {
+            return Err(self.thread_error().await);
+        }
+        match (&mut self.done).await {
+            Ok(result) => {
+                self.finished = true;
+                result
+            }
+            Err(_) => Err(self.thread_lost()),
+        }
+    }
+}
+
+impl Drop for VideoWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Cancelled: the thread stops when it sees the closed channel and removes the
+            // file; removing it here too means nothing is left if the process exits first.
+            self.commands = None;
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
