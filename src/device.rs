@@ -270,17 +270,22 @@ impl Device {
         })
     }
 
-    /// Reads a buffer back without blocking the calling thread.
-    pub async fn read_bytes(&self, buffer: &DeviceBuffer) -> Result<Vec<u8>> {
+    /// Reads buffers back in one transfer, without blocking the calling thread.
+    pub async fn read_buffers(&self, buffers: &[&DeviceBuffer]) -> Result<Vec<Vec<u8>>> {
         type Read = Pin<Box<dyn Future<Output = Result<Vec<cubecl::bytes::Bytes>, String>> + Send>>;
-        let handle = buffer.handle.clone();
+        let handles = buffers.iter().map(|b| b.handle.clone()).collect();
         let read: Read = with_client!(self, client => {
             let client = client.clone();
-            Box::pin(async move { client.read_async(vec![handle]).await.map_err(|e| e.to_string()) })
+            Box::pin(async move { client.read_async(handles).await.map_err(|e| e.to_string()) })
                 as Read
         });
-        let mut bytes = read.await.map_err(|e| Error::Device(format!("read back failed: {e}")))?;
-        Ok(bytes.remove(0).to_vec())
+        let bytes = read.await.map_err(|e| Error::Device(format!("read back failed: {e}")))?;
+        Ok(bytes.into_iter().map(|b| b.to_vec()).collect())
+    }
+
+    /// Reads a buffer back without blocking the calling thread.
+    pub async fn read_bytes(&self, buffer: &DeviceBuffer) -> Result<Vec<u8>> {
+        Ok(self.read_buffers(&[buffer]).await?.remove(0))
     }
 
     /// Reads `buffer.len` f32 back.

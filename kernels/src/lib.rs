@@ -5,7 +5,6 @@
 //! buffers; frames are laid out `[frames, height, width, channels]`.
 
 pub mod copy;
-pub mod finite;
 pub mod pattern;
 pub mod planes;
 pub mod resize;

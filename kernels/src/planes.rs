@@ -3,9 +3,10 @@
 //! Y'CbCr uses BT.709 in limited range (Y' 16–235, C 16–240 at 8 bits, ×4 at 10 bits);
 //! subsampled chroma is the mean of its block of pixels. Planar RGB (`gbrp`) is full range in
 //! FFmpeg's plane order G, B, R; packed `bgr0` (what FFV1 takes for 8-bit RGB) is one plane of
-//! B, G, R, 0 bytes. Greyscale is replicated, alpha dropped, values clamped, NaN
-//! read as 0. Samples are packed little-endian into `u32` words (4 bytes or 2 `u16` a word),
-//! frame after frame, each frame plane after plane, so only the samples are read back.
+//! B, G, R, 0 bytes. Greyscale is replicated, alpha dropped, values clamped; NaN and infinities
+//! read as 0 and flag their frame. Samples are packed little-endian into `u32` words (4 bytes
+//! or 2 `u16` a word), frame after frame, each frame plane after plane, so only the samples are
+//! read back.
 
 use cubecl::prelude::*;
 
@@ -90,16 +91,26 @@ impl PlaneFormat {
     }
 }
 
-/// Channel `ch` (0 R, 1 G, 2 B) of pixel `pixel`, clamped to [0, 1], NaN as 0.
+/// Channel `ch` (0 R, 1 G, 2 B) of pixel `pixel`, clamped to [0, 1]; NaN and infinities read
+/// as 0 and raise the frame's flag (every flag write stores 1, so the race is benign).
 #[cube]
-fn channel(input: &Array<f32>, pixel: usize, channels: usize, ch: usize) -> f32 {
+fn channel(
+    input: &Array<f32>,
+    pixel: usize,
+    channels: usize,
+    ch: usize,
+    flags: &mut Array<u32>,
+    frame: usize,
+) -> f32 {
     let mut at = pixel;
     if channels != 1 {
         at = pixel * channels + ch;
     }
     let v = input[at];
     let mut out = 0.0f32;
-    if !f32::is_nan(v) {
+    if f32::is_nan(v) || f32::is_inf(v) {
+        flags[frame] = 1u32;
+    } else {
         out = clamp(v, 0.0f32, 1.0f32);
     }
     out
@@ -110,52 +121,37 @@ fn quantize(v: f32) -> u32 {
     u32::cast_from(f32::floor(v + 0.5f32))
 }
 
-/// Sample `index` of a frame (all planes in a row) whose first pixel is `frame_pixel`.
+/// The sample at (`row`, `col`) of plane `plane` of frame `frame`.
 #[cube]
 #[allow(unused_assignments)]
 fn sample(
     input: &Array<f32>,
-    frame_pixel: usize,
-    index: u32,
+    flags: &mut Array<u32>,
+    frame: usize,
+    plane: u32,
+    row: u32,
+    col: u32,
     width: u32,
     height: u32,
     channels: usize,
     #[comptime] format: PlaneFormat,
 ) -> u32 {
     let scale = comptime!(if format.bits > 8 { 4.0f32 } else { 1.0f32 });
-    let luma_samples = width * height;
-    let cw = width >> format.chroma_shift_x;
-    let ch = height >> format.chroma_shift_y;
-    let chroma = cw * ch;
-    let mut plane = 0u32;
-    let mut i = index;
-    if i >= luma_samples {
-        i -= luma_samples;
-        plane = 1 + i / chroma;
-        i %= chroma;
-    }
+    let frame_pixel = frame * (width * height) as usize;
     let mut value = 0u32;
-    if comptime!(format.packed) {
-        // B, G, R, 0.
-        let c = index % 4;
-        let p = frame_pixel + (index / 4) as usize;
-        if c < 3 {
-            value = quantize(channel(input, p, channels, (2 - c) as usize) * 255.0f32);
-        }
-    } else if comptime!(format.rgb) {
+    if comptime!(format.rgb) {
         // FFmpeg's planar RGB order: G, B, R.
         let c = select(plane == 0, 1usize, select(plane == 1, 2usize, 0usize));
         let max = comptime!(((1u32 << format.bits) - 1) as f32);
-        value = quantize(channel(input, frame_pixel + i as usize, channels, c) * max);
+        let p = frame_pixel + (row * width + col) as usize;
+        value = quantize(channel(input, p, channels, c, flags, frame) * max);
     } else if plane == 0 {
-        let p = frame_pixel + i as usize;
-        let y = KR * channel(input, p, channels, 0)
-            + KG * channel(input, p, channels, 1)
-            + KB * channel(input, p, channels, 2);
+        let p = frame_pixel + (row * width + col) as usize;
+        let y = KR * channel(input, p, channels, 0, flags, frame)
+            + KG * channel(input, p, channels, 1, flags, frame)
+            + KB * channel(input, p, channels, 2, flags, frame);
         value = quantize(scale * (16.0f32 + 219.0f32 * y));
     } else {
-        let row = i / cw;
-        let col = i % cw;
         let mut r = 0.0f32;
         let mut g = 0.0f32;
         let mut b = 0.0f32;
@@ -166,9 +162,9 @@ fn sample(
                 let y = (row << format.chroma_shift_y) + dy;
                 let x = (col << format.chroma_shift_x) + dx;
                 let p = frame_pixel + (y * width + x) as usize;
-                r += channel(input, p, channels, 0);
-                g += channel(input, p, channels, 1);
-                b += channel(input, p, channels, 2);
+                r += channel(input, p, channels, 0, flags, frame);
+                g += channel(input, p, channels, 1, flags, frame);
+                b += channel(input, p, channels, 2, flags, frame);
             }
         }
         let n = comptime!((1u32 << (format.chroma_shift_x + format.chroma_shift_y)) as f32);
@@ -185,10 +181,12 @@ fn sample(
     value
 }
 
+/// Any planar layout: one thread per output word, which may straddle rows, planes and frames.
 #[cube(launch_unchecked)]
-fn planes_kernel(
+fn planes_any_kernel(
     input: &Array<f32>,
     output: &mut Array<u32>,
+    flags: &mut Array<u32>,
     width: u32,
     height: u32,
     channels: u32,
@@ -199,21 +197,29 @@ fn planes_kernel(
     if word < output.len() {
         let per_word = comptime!(if format.bits > 8 { 2u32 } else { 4u32 });
         let slot = comptime!(32 / if format.bits > 8 { 2u32 } else { 4u32 });
-        let mut per_frame = (width * height
-            + 2 * (width >> format.chroma_shift_x) * (height >> format.chroma_shift_y))
-            as usize;
-        if comptime!(format.packed) {
-            per_frame = (4 * width * height) as usize;
-        }
+        let luma = width * height;
+        let cw = width >> format.chroma_shift_x;
+        let chroma = cw * (height >> format.chroma_shift_y);
+        let per_frame = (luma + 2 * chroma) as usize;
         let mut packed = 0u32;
         #[unroll]
         for j in 0..per_word {
             let s = word * per_word as usize + j as usize;
             if s < samples {
                 let frame = s / per_frame;
-                let index = (s % per_frame) as u32;
-                let frame_pixel = frame * (width * height) as usize;
-                let v = sample(input, frame_pixel, index, width, height, channels as usize, format);
+                let mut i = (s % per_frame) as u32;
+                let mut plane = 0u32;
+                let mut plane_w = width;
+                if i >= luma {
+                    i -= luma;
+                    plane = 1 + i / chroma;
+                    i %= chroma;
+                    plane_w = cw;
+                }
+                let v = sample(
+                    input, flags, frame, plane, i / plane_w, i % plane_w, width, height,
+                    channels as usize, format,
+                );
                 packed |= v << (j * slot);
             }
         }
@@ -221,37 +227,187 @@ fn planes_kernel(
     }
 }
 
+/// Whole words, each input read once: a thread takes the block of pixels behind one output
+/// word of every plane — for Y'CbCr one chroma word (`spw` chroma samples of a row), the
+/// `spw·2^sx × 2^sy` pixels under it and their luma words; for planar RGB `spw` pixels of a
+/// row; for packed RGB one pixel. x is the block in its row, y the row of blocks, z the frame
+/// of this launch. Used when every plane row is a whole number of words.
+#[cube(launch_unchecked)]
+fn planes_blocks_kernel(
+    input: &Array<f32>,
+    output: &mut Array<u32>,
+    flags: &mut Array<u32>,
+    width: u32,
+    height: u32,
+    channels: u32,
+    blocks_x: u32,
+    blocks_y: u32,
+    first_frame: u32,
+    #[comptime] format: PlaneFormat,
+) {
+    let bx = ABSOLUTE_POS_X;
+    let by = ABSOLUTE_POS_Y;
+    if bx < blocks_x && by < blocks_y {
+        let frame = (first_frame + ABSOLUTE_POS_Z) as usize;
+        let spw = comptime!(if format.bits > 8 { 2u32 } else { 4u32 });
+        let slot = comptime!(32 / if format.bits > 8 { 2u32 } else { 4u32 });
+        let sx = comptime!(format.chroma_shift_x);
+        let sy = comptime!(format.chroma_shift_y);
+        let channels = channels as usize;
+        let frame_pixel = frame * (width * height) as usize;
+        let luma_words = width * height / spw;
+        if comptime!(format.packed) {
+            let p = frame_pixel + (by * width + bx) as usize;
+            let r = quantize(channel(input, p, channels, 0, flags, frame) * 255.0f32);
+            let g = quantize(channel(input, p, channels, 1, flags, frame) * 255.0f32);
+            let b = quantize(channel(input, p, channels, 2, flags, frame) * 255.0f32);
+            output[frame * (width * height) as usize + (by * width + bx) as usize] =
+                b | (g << 8u32) | (r << 16u32);
+        } else if comptime!(format.rgb) {
+            let max = comptime!(((1u32 << format.bits) - 1) as f32);
+            let mut g_word = 0u32;
+            let mut b_word = 0u32;
+            let mut r_word = 0u32;
+            #[unroll]
+            for j in 0..spw {
+                let p = frame_pixel + (by * width + bx * spw + j) as usize;
+                r_word |= quantize(channel(input, p, channels, 0, flags, frame) * max) << (j * slot);
+                g_word |= quantize(channel(input, p, channels, 1, flags, frame) * max) << (j * slot);
+                b_word |= quantize(channel(input, p, channels, 2, flags, frame) * max) << (j * slot);
+            }
+            let at = frame * (3 * luma_words) as usize + (by * (width / spw) + bx) as usize;
+            output[at] = g_word;
+            output[at + luma_words as usize] = b_word;
+            output[at + 2 * luma_words as usize] = r_word;
+        } else {
+            let scale = comptime!(if format.bits > 8 { 4.0f32 } else { 1.0f32 });
+            let cw = width >> sx;
+            let chroma_words = cw * (height >> sy) / spw;
+            let frame_word = frame * (luma_words + 2 * chroma_words) as usize;
+            let luma_row_words = width / spw;
+            let mut sums = Array::<f32>::new(comptime!((3 * spw) as usize));
+            #[unroll]
+            for i in 0..3 * spw {
+                sums[i as usize] = 0.0f32;
+            }
+            #[unroll]
+            for dy in 0..(1u32 << sy) {
+                let y = (by << sy) + dy;
+                #[unroll]
+                for lw in 0..(1u32 << sx) {
+                    let word_x = (bx << sx) + lw;
+                    let mut word = 0u32;
+                    #[unroll]
+                    for j in 0..spw {
+                        let p = frame_pixel + (y * width + word_x * spw + j) as usize;
+                        let r = channel(input, p, channels, 0, flags, frame);
+                        let g = channel(input, p, channels, 1, flags, frame);
+                        let b = channel(input, p, channels, 2, flags, frame);
+                        let luma = KR * r + KG * g + KB * b;
+                        word |= quantize(scale * (16.0f32 + 219.0f32 * luma)) << (j * slot);
+                        let k = ((lw * spw + j) >> sx) as usize;
+                        sums[3 * k] += r;
+                        sums[3 * k + 1] += g;
+                        sums[3 * k + 2] += b;
+                    }
+                    output[frame_word + (y * luma_row_words + word_x) as usize] = word;
+                }
+            }
+            let n = comptime!((1u32 << (format.chroma_shift_x + format.chroma_shift_y)) as f32);
+            let mut cb_word = 0u32;
+            let mut cr_word = 0u32;
+            #[unroll]
+            for k in 0..spw {
+                let r = sums[(3 * k) as usize] / n;
+                let g = sums[(3 * k + 1) as usize] / n;
+                let b = sums[(3 * k + 2) as usize] / n;
+                let mean_y = KR * r + KG * g + KB * b;
+                let cb = (b - mean_y) / (2.0f32 * (1.0f32 - KB));
+                let cr = (r - mean_y) / (2.0f32 * (1.0f32 - KR));
+                cb_word |= quantize(scale * (128.0f32 + 224.0f32 * cb)) << (k * slot);
+                cr_word |= quantize(scale * (128.0f32 + 224.0f32 * cr)) << (k * slot);
+            }
+            let chroma_at = frame_word + (luma_words + by * (cw / spw) + bx) as usize;
+            output[chroma_at] = cb_word;
+            output[chroma_at + chroma_words as usize] = cr_word;
+        }
+    }
+}
+
 /// Converts `frames` frames `[frames, height, width, channels]` into `out`, which holds
-/// [`PlaneFormat::words`] words.
+/// [`PlaneFormat::words`] words, and sets `flags[f]` to 1 for every frame `f` holding NaN or
+/// infinite values (`flags` holds `frames` words and must be zeroed).
 pub fn planes<R: Runtime>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (frames, height, width, channels): (usize, usize, usize, usize),
     format: PlaneFormat,
     out: &DeviceBuffer,
+    flags: &DeviceBuffer,
 ) {
     assert!(matches!(channels, 1 | 3 | 4), "planes take 1, 3 or 4 channels");
     assert!(format.check_size(width, height).is_ok(), "planes of an odd size");
     assert_eq!(input.len, frames * height * width * channels, "planes input size");
     assert_eq!(out.len, format.words(frames, width, height), "planes output size");
+    assert_eq!(flags.len, frames, "planes flags size");
     if frames == 0 {
         return;
     }
-    let samples = frames * format.samples_per_frame(width, height);
-    // SAFETY: every read is a pixel of a frame below `frames`, every write below `out.len`.
-    unsafe {
-        planes_kernel::launch_unchecked(
-            client,
-            cube_count(client, out.len),
-            cube_dim(),
-            input.arg(),
-            out.arg(),
-            width as u32,
-            height as u32,
-            channels as u32,
-            samples,
-            format,
-        );
+    let bps = format.bytes_per_sample();
+    let sizes = format.plane_sizes(width, height);
+    // Packed RGB rows are always whole words.
+    let aligned = sizes.iter().all(|(w, _)| (w * bps) % 4 == 0);
+    if !aligned {
+        let samples = frames * format.samples_per_frame(width, height);
+        // SAFETY: every read is a pixel of a frame below `frames`, every write below
+        // `out.len` or `frames`.
+        unsafe {
+            planes_any_kernel::launch_unchecked(
+                client,
+                cube_count(client, out.len),
+                cube_dim(),
+                input.arg(),
+                out.arg(),
+                flags.arg(),
+                width as u32,
+                height as u32,
+                channels as u32,
+                samples,
+                format,
+            );
+        }
+        return;
+    }
+    let spw = 4 / bps;
+    let (blocks_x, blocks_y) = if format.packed {
+        (width, height)
+    } else if format.rgb {
+        (width / spw, height)
+    } else {
+        ((width >> format.chroma_shift_x) / spw, height >> format.chroma_shift_y)
+    };
+    let max_z = client.properties().hardware.max_cube_count.2 as usize;
+    for first in (0..frames).step_by(max_z.max(1)) {
+        let group = (frames - first).min(max_z) as u32;
+        let count = CubeCount::Static((blocks_x as u32).div_ceil(64), blocks_y as u32, group);
+        // SAFETY: as above; the grid covers exactly the blocks of whole words.
+        unsafe {
+            planes_blocks_kernel::launch_unchecked(
+                client,
+                count,
+                CubeDim::new_1d(64),
+                input.arg(),
+                out.arg(),
+                flags.arg(),
+                width as u32,
+                height as u32,
+                channels as u32,
+                blocks_x as u32,
+                blocks_y as u32,
+                first as u32,
+                format,
+            );
+        }
     }
 }
 
@@ -268,7 +424,7 @@ pub fn planes_reference(
         let p = (f * height + y) * width + x;
         [0, 1, 2].map(|c| {
             let v = f64::from(input[if channels == 1 { p } else { p * channels + c }]);
-            if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) }
+            if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 }
         })
     };
     let mut out = Vec::with_capacity(frames * format.bytes_per_frame(width, height));
@@ -355,17 +511,31 @@ mod tests {
             PlaneFormat::GBRP10,
             PlaneFormat::BGR0,
         ];
-        for (case, format) in formats.iter().cycle().take(27).enumerate() {
+        for (case, format) in formats.iter().cycle().take(45).enumerate() {
             let frames = rng.range(1, 3);
             let height = rng.range(1, 20) * 2;
-            let width = rng.range(1, 20) * 2 + if format.chroma_shift_x == 0 { case % 2 } else { 0 };
-            let channels = [1, 3, 4][case % 3];
+            // Odd, even and multiple-of-8 widths reach both kernels.
+            let width = match case % 3 {
+                0 => rng.range(1, 6) * 8,
+                1 => rng.range(1, 20) * 2,
+                _ => rng.range(1, 20) * 2 + usize::from(format.chroma_shift_x == 0),
+            };
+            let channels = [1, 3, 4][case / 3 % 3];
             let mut data = rng.vec_f32(frames * height * width * channels, -0.1, 1.1);
+            // A NaN in the first frame and an infinity in the last, in a colour channel.
             data[0] = f32::NAN;
+            let last = data.len() - channels;
+            data[last] = f32::INFINITY;
             let input = DeviceBuffer::from_f32(&client, &data);
             let words = format.words(frames, width, height);
             let out = DeviceBuffer::from_u32(&client, &vec![0xA5A5_A5A5; words]);
-            planes(&client, &input, (frames, height, width, channels), *format, &out);
+            let flags = DeviceBuffer::from_u32(&client, &vec![0; frames]);
+            planes(&client, &input, (frames, height, width, channels), *format, &out, &flags);
+            let flags = u32::from_bytes(&client.read_one_unchecked(flags.handle)).to_vec();
+            let mut want_flags = vec![0; frames];
+            want_flags[0] = 1;
+            want_flags[frames - 1] = 1;
+            assert_eq!(flags, want_flags, "case {case}: non-finite frames");
             let mut got = client.read_one_unchecked(out.handle).to_vec();
             let want = planes_reference(&data, (frames, height, width, channels), *format);
             got.truncate(want.len());

@@ -27,11 +27,12 @@ impl Stage for SaveVideo {
         "save_video".into()
     }
 
-    fn apply(&self, upstream: FrameStream, info: &StreamInfo, _: &OpenRequest) -> FrameStream {
+    fn apply(&self, upstream: FrameStream, info: &StreamInfo, request: &OpenRequest) -> FrameStream {
         let (path, options, info) = (self.path.clone(), self.options.clone(), info.clone());
+        let chunk_frames = request.chunk_frames();
         let mut upstream = upstream;
         Box::pin(async_stream::try_stream! {
-            let mut writer = VideoWriter::open(&path, &options, &info).await?;
+            let mut writer = VideoWriter::open(&path, &options, &info, chunk_frames).await?;
             while let Some(chunk) = upstream.next().await {
                 let chunk = chunk?;
                 writer.write(&chunk).await?;

@@ -1,11 +1,11 @@
 //! `VideoWriter`: the async side of an encoder thread, shared by the `save_video` sink and the
-//! `SaveVideo` stage. Each chunk is checked for NaN/Inf and converted to the encoder's planar
-//! samples on the device; only those bytes are read back and queued (2 chunks at most).
+//! `SaveVideo` stage. Each chunk is converted to the encoder's planar samples on the device
+//! (which also flags frames holding NaN or infinities); only those bytes and flags are read
+//! back, and the samples are queued for the encoder (2 chunks at most).
 
 use std::path::{Path, PathBuf};
 
 use framestream_kernels::DeviceBuffer;
-use framestream_kernels::finite::{LANES, first_flagged_frame, nonfinite};
 use framestream_kernels::planes::{PlaneFormat, planes};
 use tokio::sync::mpsc;
 
@@ -24,6 +24,8 @@ pub(crate) struct VideoWriter {
     target: PathBuf,
     partial: PathBuf,
     format: PlaneFormat,
+    /// Frames of a full chunk: buffers are sized for it so the last chunk reuses their slots.
+    chunk_frames: usize,
     commands: Option<mpsc::Sender<Command>>,
     done: tokio::sync::oneshot::Receiver<Result<PathBuf>>,
     finished: bool,
@@ -65,7 +67,12 @@ fn pick_encoder(codec: Codec, options: &VideoOptions, target: &Path) -> Result<&
 impl VideoWriter {
     /// Checks the options against the stream, starts the encoder thread and waits until the
     /// output is open.
-    pub async fn open(target: &Path, options: &VideoOptions, info: &StreamInfo) -> Result<Self> {
+    pub async fn open(
+        target: &Path,
+        options: &VideoOptions,
+        info: &StreamInfo,
+        chunk_frames: usize,
+    ) -> Result<Self> {
         let container = options.effective_container(target)?;
         let pixel_format = options.effective_pixel_format();
         let format = pixel_format.planes();
@@ -101,6 +108,7 @@ impl VideoWriter {
             target: target.to_path_buf(),
             partial,
             format,
+            chunk_frames,
             commands: Some(thread.commands),
             done: thread.done,
             finished: false,
@@ -130,24 +138,25 @@ impl VideoWriter {
     pub async fn write(&mut self, chunk: &Chunk) -> Result<()> {
         let device = chunk.device();
         let [frames, h, w, c] = chunk.shape();
-        let frame_len = chunk.frame_len();
-        let (flags, samples) = with_client!(device, client => {
-            let flags = DeviceBuffer::empty_u32(client, frames * LANES);
-            nonfinite(client, chunk.buffer(), frames, frame_len, &flags);
-            let samples = DeviceBuffer::empty_u32(client, self.format.words(frames, w, h));
-            planes(client, chunk.buffer(), (frames, h, w, c), self.format, &samples);
-            (flags, samples)
+        let flags = device.upload_bytes(&vec![0; frames * 4]);
+        let samples = with_client!(device, client => {
+            let room = self.format.words(self.chunk_frames.max(frames), w, h);
+            let samples = DeviceBuffer::new(
+                client.empty(room * 4),
+                self.format.words(frames, w, h),
+            );
+            planes(client, chunk.buffer(), (frames, h, w, c), self.format, &samples, &flags);
+            samples
         });
-        let flags = device.read_bytes(&flags).await?;
-        let flags: Vec<u32> =
-            flags.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        if let Some(f) = first_flagged_frame(&flags[..frames * LANES]) {
+        let mut read = device.read_buffers(&[&flags, &samples]).await?;
+        let mut samples = read.pop().expect("two buffers read");
+        let flags = read.pop().expect("two buffers read");
+        if let Some(f) = flags.chunks_exact(4).position(|b| b != [0; 4]) {
             return Err(Error::InvalidFrame {
                 frame: chunk.first_frame() + f as u64,
                 message: "NaN or infinite values".into(),
             });
         }
-        let mut samples = device.read_bytes(&samples).await?;
         samples.truncate(frames * self.format.bytes_per_frame(w, h));
         let sent = match &self.commands {
             Some(commands) => commands.send(Command::Frames { samples, frames }).await.is_ok(),
