@@ -7,8 +7,8 @@ set -euo pipefail
 PACKAGES=(
   mesa-vulkan-drivers libvulkan1          # Vulkan, and lavapipe where there is no GPU
   clang libclang-dev pkg-config           # bindgen for the FFmpeg bindings
-  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
-  ffmpeg                                  # ffprobe, used by the tests
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  ffmpeg                                  # ffmpeg and ffprobe, used by the tests
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
