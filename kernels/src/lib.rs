@@ -4,12 +4,14 @@
 //! computed in f64, which the tests compare it with. Tensors are contiguous row-major f32
 //! buffers; frames are laid out `[frames, height, width, channels]`.
 
+pub mod conv;
 pub mod copy;
 pub mod pattern;
 pub mod planes;
 pub mod resize;
 pub mod rgb8;
 pub mod rng;
+pub mod temporal;
 pub mod unpack;
 
 mod launch;

@@ -1,0 +1,284 @@
+//! `TemporalConv3d`: a 3-D convolution fed a video chunk by chunk, equal to one run over the
+//! whole sequence.
+//!
+//! The temporal padding is by frames, never zeros. Non-causal (one frame of look-ahead): the
+//! sequence is `[x₀] ‖ X ‖ [x_{T−1}]`, so the first push emits n − 1 frames, later pushes n,
+//! and the end emits the last frame (its right neighbour replicated). Causal:
+//! `[x₀, x₀] ‖ X`, n frames per push. The last two frames of the padded input are kept as a
+//! cache (copied, 2 frames) and read through the convolution's frame table together with the
+//! new frames, without concatenating them. A 1-frame temporal kernel keeps no state.
+
+use cubecl::prelude::*;
+
+use crate::DeviceBuffer;
+use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, conv};
+use crate::copy::copy;
+
+/// Frames on the device: `frames × height × width × channels` values.
+#[derive(Clone, Debug)]
+pub struct Frames {
+    pub buffer: DeviceBuffer,
+    pub frames: usize,
+}
+
+pub struct TemporalConv3d {
+    weights: ConvWeights,
+    padding: Padding,
+    causal: bool,
+    height: usize,
+    width: usize,
+    /// The last frames of the padded input so far (at most 2).
+    cache: Option<Frames>,
+    started: bool,
+    finished: bool,
+}
+
+impl TemporalConv3d {
+    pub fn new(weights: ConvWeights, (height, width): (usize, usize), padding: Padding, causal: bool) -> Self {
+        Self { weights, padding, causal, height, width, cache: None, started: false, finished: false }
+    }
+
+    pub fn weights(&self) -> &ConvWeights {
+        &self.weights
+    }
+
+    /// Forgets the stream: the next push is frame 0 again.
+    pub fn reset(&mut self) {
+        self.cache = None;
+        self.started = false;
+        self.finished = false;
+    }
+
+    /// Feeds `frames` new frames (`body`, may be none) and, with `end`, the end of the stream.
+    /// Returns the output frames now complete (with `activation` and, when given, the
+    /// residual `out = r + scale · y` over them), or `None` when there are none yet.
+    pub fn push<R: Runtime>(
+        &mut self,
+        client: &ComputeClient<R>,
+        body: Option<&DeviceBuffer>,
+        frames: usize,
+        end: bool,
+        activation: Activation,
+        residual: Option<(&DeviceBuffer, f32)>,
+    ) -> Option<Frames> {
+        assert!(!self.finished, "push after the end of the stream");
+        let cin = self.weights.cin;
+        let frame_len = self.height * self.width * cin;
+        let empty = DeviceBuffer::empty_f32(client, 0);
+        let body = match body {
+            Some(b) => {
+                assert!(b.len >= frames * frame_len, "fewer values than frames");
+                b
+            }
+            None => {
+                assert_eq!(frames, 0, "frames without a buffer");
+                &empty
+            }
+        };
+        if self.weights.kt == 1 {
+            self.finished = end;
+            let table: Vec<u32> = (0..frames as u32).collect();
+            return self.run(client, None, 0, body, &table, activation, residual);
+        }
+        if !self.started {
+            if frames == 0 {
+                self.finished = end;
+                return None;
+            }
+            self.started = true;
+        }
+        // The padded sequence: cache (or the first frame replicated), the new frames, and at
+        // the end the last frame once more (non-causal only).
+        let head_frames = self.cache.as_ref().map_or(0, |c| c.frames);
+        let mut table: Vec<u32> = (0..head_frames as u32).collect();
+        if self.cache.is_none() {
+            let pads = if self.causal { 2 } else { 1 };
+            table.extend(std::iter::repeat_n(head_frames as u32, pads));
+        }
+        table.extend((0..frames as u32).map(|i| head_frames as u32 + i));
+        if end && !self.causal {
+            table.push(*table.last().expect("a started stream has frames"));
+        }
+        let cache = self.cache.take();
+        let out = self.run(
+            client,
+            cache.as_ref().map(|c| &c.buffer),
+            head_frames,
+            body,
+            &table,
+            activation,
+            residual,
+        );
+        if end {
+            self.finished = true;
+        } else {
+            // Keep the last two padded frames for the next push.
+            let keep = &table[table.len().saturating_sub(2)..];
+            let buffer = DeviceBuffer::empty_f32(client, keep.len() * frame_len);
+            for (i, &f) in keep.iter().enumerate() {
+                let f = f as usize;
+                let (src, at) = match &cache {
+                    Some(c) if f < head_frames => (&c.buffer, f),
+                    _ => (body, f - head_frames),
+                };
+                copy(client, src, at * frame_len, &buffer, i * frame_len, frame_len);
+            }
+            self.cache = Some(Frames { buffer, frames: keep.len() });
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run<R: Runtime>(
+        &self,
+        client: &ComputeClient<R>,
+        head: Option<&DeviceBuffer>,
+        head_frames: usize,
+        body: &DeviceBuffer,
+        table: &[u32],
+        activation: Activation,
+        residual: Option<(&DeviceBuffer, f32)>,
+    ) -> Option<Frames> {
+        let kt = self.weights.kt;
+        if table.len() < kt || table.len() + 1 - kt == 0 {
+            return None;
+        }
+        let out_frames = table.len() + 1 - kt;
+        let cout = self.weights.cout;
+        let out = DeviceBuffer::empty_f32(client, out_frames * self.height * self.width * cout);
+        let input = ConvInput {
+            head,
+            head_frames,
+            body,
+            table,
+            height: self.height,
+            width: self.width,
+            stride: self.weights.cin,
+        };
+        let output = ConvOutput {
+            out: &out,
+            stride: cout,
+            offset: 0,
+            activation,
+            residual: residual.map(|(r, scale)| (r, cout, scale)),
+        };
+        conv(client, &self.weights, &input, &output, self.padding);
+        Some(Frames { buffer: out, frames: out_frames })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::conv_reference;
+    use crate::test_util::{Rng, assert_close, client, read_f32};
+
+    /// Feeds `x` (`t` frames) in pushes of the given sizes (then an end), returns all output.
+    fn run_chunked(
+        client: &ComputeClient<crate::test_util::TestRuntime>,
+        conv: &mut TemporalConv3d,
+        x: &[f32],
+        frame_len: usize,
+        sizes: &[usize],
+        separate_end: bool,
+    ) -> Vec<f32> {
+        conv.reset();
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (i, &n) in sizes.iter().enumerate() {
+            let last = i + 1 == sizes.len();
+            let end = last && !separate_end;
+            let body = (n > 0).then(|| DeviceBuffer::from_f32(client, &x[at * frame_len..(at + n) * frame_len]));
+            if let Some(f) = conv.push(client, body.as_ref(), n, end, Activation::None, None) {
+                out.extend(read_f32(client, f.buffer.handle));
+            }
+            at += n;
+        }
+        if separate_end {
+            if let Some(f) = conv.push(client, None, 0, true, Activation::None, None) {
+                out.extend(read_f32(client, f.buffer.handle));
+            }
+        }
+        out
+    }
+
+    fn schedules(t: usize) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        for n in [1, 2, 3, 7, t] {
+            let mut sizes = vec![n; t / n];
+            if t % n != 0 {
+                sizes.push(t % n);
+            }
+            out.push((format!("chunks of {n}"), sizes));
+        }
+        // Empty pushes mid-stream.
+        let mut sizes = vec![0, 1];
+        sizes.extend(std::iter::repeat_n(1, t - 1).flat_map(|s| [s, 0]));
+        out.push(("with empty pushes".into(), sizes));
+        out
+    }
+
+    #[test]
+    fn chunked_equals_whole_sequence() {
+        let client = client();
+        let mut rng = Rng::new(41);
+        for causal in [false, true] {
+            for t in [1, 2, 3, 9, 17] {
+                let (h, w, cin, cout) = (rng.range(2, 4), rng.range(2, 4), rng.range(1, 5), rng.range(1, 5));
+                let frame_len = h * w * cin;
+                let x = rng.vec_f32(t * frame_len, -1.0, 1.0);
+                let torch_weights = rng.vec_f32(cout * cin * 27, -0.5, 0.5);
+                let bias = rng.vec_f32(cout, -0.5, 0.5);
+                let weights = ConvWeights::upload(&client, &torch_weights, Some(&bias), None, (cout, cin, 3, 3));
+                let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Reflect, causal);
+
+                let frames: Vec<&[f32]> = (0..t).map(|i| &x[i * frame_len..(i + 1) * frame_len]).collect();
+                let mut padded = vec![frames[0]];
+                if causal {
+                    padded.push(frames[0]);
+                }
+                padded.extend(&frames);
+                if !causal {
+                    padded.push(frames[t - 1]);
+                }
+                let want = conv_reference(
+                    &padded,
+                    (h, w, cin),
+                    &torch_weights,
+                    &bias,
+                    (cout, cin, 3, 3),
+                    Padding::Reflect,
+                    Activation::None,
+                    &[],
+                    None,
+                );
+                let whole = run_chunked(&client, &mut conv, &x, frame_len, &[t], false);
+                assert_close(&whole, &want, 1e-5, &format!("causal {causal}, T = {t}, whole"));
+                for (name, sizes) in schedules(t) {
+                    for separate_end in [false, true] {
+                        let got = run_chunked(&client, &mut conv, &x, frame_len, &sizes, separate_end);
+                        assert!(
+                            got == whole,
+                            "causal {causal}, T = {t}, {name}, separate end {separate_end}: \
+                             differs from the whole-sequence run"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_push_lags_one_frame_when_not_causal() {
+        let client = client();
+        let (h, w, c) = (2, 2, 1);
+        let weights = ConvWeights::upload(&client, &vec![0.1; 27], None, None, (c, c, 3, 3));
+        let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Zeros, false);
+        let x = DeviceBuffer::from_f32(&client, &vec![1.0; 3 * h * w * c]);
+        let emitted = |f: Option<Frames>| f.map_or(0, |f| f.frames);
+        assert_eq!(emitted(conv.push(&client, Some(&x), 3, false, Activation::None, None)), 2);
+        assert_eq!(emitted(conv.push(&client, Some(&x), 3, false, Activation::None, None)), 3);
+        assert_eq!(emitted(conv.push(&client, None, 0, false, Activation::None, None)), 0);
+        assert_eq!(emitted(conv.push(&client, None, 0, true, Activation::None, None)), 1);
+    }
+}
