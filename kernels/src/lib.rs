@@ -6,6 +6,10 @@
 
 pub mod conv;
 pub mod copy;
+pub mod layout;
+pub mod linear;
+pub mod noise;
+pub mod norm;
 pub mod pattern;
 pub mod planes;
 pub mod resize;

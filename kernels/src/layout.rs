@@ -1,0 +1,362 @@
+//! Moves between space, time and channels, on channel-last frames `[frame, y, x, channel]`:
+//! 3-D depth-to-space (with the first-frame drop and the residual channel repeat of the LTX
+//! upsampler), LTX unpatchify, 2-D pixel shuffle and unshuffle, nearest upsampling.
+//!
+//! One thread per output value; every output is written exactly once.
+
+use cubecl::prelude::*;
+
+use crate::DeviceBuffer;
+use crate::launch::{cube_count, cube_dim};
+
+/// The layouts, as one kernel's compile-time switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Op {
+    /// `U[2t+a, 2y+b, 2x+d, c] = X[t, y, x, 8(c mod C/8) + 4a + 2b + d]`, frame 0 dropped when
+    /// `drop_first`; output channels `C/8 · repeat`.
+    DepthToSpace3d { drop_first: bool },
+    /// `out[t, 4i+q, 4j+r, c] = y[t, i, j, 16c + 4r + q]`, optionally `clamp((v+1)/2, 0, 1)`.
+    Unpatchify { to_unit: bool },
+    /// `out[y·s+i, x·s+j, c] = in[y, x, c·s² + i·s + j]`.
+    PixelShuffle,
+    /// `out[y, x, c·s² + i·s + j] = in[y·s+i, x·s+j, c]`.
+    PixelUnshuffle,
+    /// `out[y·s+i, x·s+j, c] = in[y, x, c]`.
+    Nearest,
+}
+
+#[cube(launch_unchecked)]
+#[allow(unused_assignments)]
+fn layout_kernel(
+    input: &Array<f32>,
+    output: &mut Array<f32>,
+    out_h: u32,
+    out_w: u32,
+    out_c: u32,
+    in_h: u32,
+    in_w: u32,
+    in_c: u32,
+    factor: u32,
+    #[comptime] op: Op,
+) {
+    let o = ABSOLUTE_POS;
+    if o < output.len() {
+        let c = (o % out_c as usize) as u32;
+        let pixel = o / out_c as usize;
+        let x = (pixel % out_w as usize) as u32;
+        let rest = pixel / out_w as usize;
+        let y = (rest % out_h as usize) as u32;
+        let t = (rest / out_h as usize) as u32;
+        let mut src = 0usize;
+        match comptime!(op) {
+            Op::DepthToSpace3d { drop_first } => {
+                let tt = t + comptime!(if drop_first { 1u32 } else { 0u32 });
+                let digit = 4 * (tt % 2) + 2 * (y % 2) + x % 2;
+                let ci = 8 * (c % (in_c / 8)) + digit;
+                src = (((tt / 2) * in_h + y / 2) * in_w + x / 2) as usize * in_c as usize + ci as usize;
+            }
+            Op::Unpatchify { .. } => {
+                let ci = 16 * c + 4 * (x % 4) + y % 4;
+                src = ((t * in_h + y / 4) * in_w + x / 4) as usize * in_c as usize + ci as usize;
+            }
+            Op::PixelShuffle => {
+                let ci = c * factor * factor + (y % factor) * factor + x % factor;
+                src = ((t * in_h + y / factor) * in_w + x / factor) as usize * in_c as usize + ci as usize;
+            }
+            Op::PixelUnshuffle => {
+                let plane = c % (factor * factor);
+                let ci = c / (factor * factor);
+                let sy = y * factor + plane / factor;
+                let sx = x * factor + plane % factor;
+                src = ((t * in_h + sy) * in_w + sx) as usize * in_c as usize + ci as usize;
+            }
+            Op::Nearest => {
+                src = ((t * in_h + y / factor) * in_w + x / factor) as usize * in_c as usize + c as usize;
+            }
+        }
+        let mut v = input[src];
+        if comptime!(matches!(op, Op::Unpatchify { to_unit: true })) {
+            v = clamp((v + 1.0f32) * 0.5f32, 0.0f32, 1.0f32);
+        }
+        output[o] = v;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (in_h, in_w, in_c): (usize, usize, usize),
+    out: &DeviceBuffer,
+    (out_frames, out_h, out_w, out_c): (usize, usize, usize, usize),
+    factor: usize,
+    op: Op,
+) {
+    assert_eq!(out.len, out_frames * out_h * out_w * out_c, "{op:?}: output size");
+    if out.len == 0 {
+        return;
+    }
+    // SAFETY: the callers check that every source index lies inside `input`.
+    unsafe {
+        layout_kernel::launch_unchecked(
+            client,
+            cube_count(client, out.len),
+            cube_dim(),
+            input.arg(),
+            out.arg(),
+            out_h as u32,
+            out_w as u32,
+            out_c as u32,
+            in_h as u32,
+            in_w as u32,
+            in_c as u32,
+            factor as u32,
+            op,
+        );
+    }
+}
+
+/// 2×2×2 depth-to-space of `frames` frames `[frames, h, w, c]` (c a multiple of 8), channels
+/// tiled `repeat` times (the LTX residual path; 1 for the convolution path), frame 0 dropped
+/// when `drop_first`. Output `[2·frames − drop, 2h, 2w, c/8 · repeat]`.
+pub fn depth_to_space_3d<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (frames, h, w, c): (usize, usize, usize, usize),
+    repeat: usize,
+    drop_first: bool,
+    out: &DeviceBuffer,
+) {
+    assert!(c % 8 == 0 && c > 0, "depth-to-space needs a multiple of 8 channels");
+    assert_eq!(input.len, frames * h * w * c, "depth-to-space input size");
+    let out_frames = (2 * frames).saturating_sub(usize::from(drop_first));
+    let shape = (out_frames, 2 * h, 2 * w, c / 8 * repeat);
+    launch(client, input, (h, w, c), out, shape, 1, Op::DepthToSpace3d { drop_first });
+}
+
+/// LTX unpatchify (patch 4): `[frames, h, w, 48]` → `[frames, 4h, 4w, 3]`, optionally mapped
+/// from [−1, 1] to [0, 1] and clamped.
+pub fn unpatchify<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (frames, h, w): (usize, usize, usize),
+    to_unit: bool,
+    out: &DeviceBuffer,
+) {
+    assert_eq!(input.len, frames * h * w * 48, "unpatchify input size");
+    launch(client, input, (h, w, 48), out, (frames, 4 * h, 4 * w, 3), 4, Op::Unpatchify { to_unit });
+}
+
+/// `[n, h, w, c·s²]` → `[n, h·s, w·s, c]`.
+pub fn pixel_shuffle<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (n, h, w, c): (usize, usize, usize, usize),
+    s: usize,
+    out: &DeviceBuffer,
+) {
+    assert!(c % (s * s) == 0, "pixel shuffle needs a multiple of s² channels");
+    assert_eq!(input.len, n * h * w * c, "pixel shuffle input size");
+    launch(client, input, (h, w, c), out, (n, h * s, w * s, c / (s * s)), s, Op::PixelShuffle);
+}
+
+/// `[n, h, w, c]` → `[n, h/u, w/u, c·u²]` (h and w multiples of u).
+pub fn pixel_unshuffle<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (n, h, w, c): (usize, usize, usize, usize),
+    u: usize,
+    out: &DeviceBuffer,
+) {
+    assert!(h % u == 0 && w % u == 0, "pixel unshuffle needs sides that are multiples of u");
+    assert_eq!(input.len, n * h * w * c, "pixel unshuffle input size");
+    launch(client, input, (h, w, c), out, (n, h / u, w / u, c * u * u), u, Op::PixelUnshuffle);
+}
+
+/// Nearest upsampling by `s`: `[n, h, w, c]` → `[n, h·s, w·s, c]`.
+pub fn nearest<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (n, h, w, c): (usize, usize, usize, usize),
+    s: usize,
+    out: &DeviceBuffer,
+) {
+    assert_eq!(input.len, n * h * w * c, "nearest input size");
+    launch(client, input, (h, w, c), out, (n, h * s, w * s, c), s, Op::Nearest);
+}
+
+/// CPU references of the layouts, written from their definitions in channel-first form.
+pub mod reference {
+    /// Channel-last `[t][y][x][c]` accessor.
+    fn at(data: &[f32], (h, w, c): (usize, usize, usize), t: usize, y: usize, x: usize, ch: usize) -> f32 {
+        data[((t * h + y) * w + x) * c + ch]
+    }
+
+    pub fn depth_to_space_3d(
+        x: &[f32],
+        (frames, h, w, c): (usize, usize, usize, usize),
+        repeat: usize,
+        drop_first: bool,
+    ) -> Vec<f32> {
+        let c8 = c / 8;
+        let out_c = c8 * repeat;
+        // U[c', 2t+a, 2y+b, 2x+d] = X[8c'+4a+2b+d, t, y, x], then tile and drop.
+        let mut full = vec![0.0; 2 * frames * 4 * h * w * out_c];
+        for t in 0..frames {
+            for y in 0..h {
+                for xx in 0..w {
+                    for cc in 0..c8 {
+                        for a in 0..2 {
+                            for b in 0..2 {
+                                for d in 0..2 {
+                                    let v = at(x, (h, w, c), t, y, xx, 8 * cc + 4 * a + 2 * b + d);
+                                    for r in 0..repeat {
+                                        let (ot, oy, ox) = (2 * t + a, 2 * y + b, 2 * xx + d);
+                                        full[((ot * 2 * h + oy) * 2 * w + ox) * out_c + r * c8 + cc] = v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let skip = if drop_first { 4 * h * w * out_c } else { 0 };
+        full[skip..].to_vec()
+    }
+
+    pub fn unpatchify(y: &[f32], (frames, h, w): (usize, usize, usize), to_unit: bool) -> Vec<f32> {
+        let mut out = vec![0.0; frames * 16 * h * w * 3];
+        for t in 0..frames {
+            for i in 0..h {
+                for j in 0..w {
+                    for c in 0..3 {
+                        for q in 0..4 {
+                            for r in 0..4 {
+                                let mut v = at(y, (h, w, 48), t, i, j, 16 * c + 4 * r + q);
+                                if to_unit {
+                                    v = ((v + 1.0) * 0.5).clamp(0.0, 1.0);
+                                }
+                                out[((t * 4 * h + 4 * i + q) * 4 * w + 4 * j + r) * 3 + c] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn pixel_shuffle(x: &[f32], (n, h, w, c): (usize, usize, usize, usize), s: usize) -> Vec<f32> {
+        let oc = c / (s * s);
+        let mut out = vec![0.0; x.len()];
+        for t in 0..n {
+            for cc in 0..oc {
+                for y in 0..h {
+                    for xx in 0..w {
+                        for i in 0..s {
+                            for j in 0..s {
+                                let v = at(x, (h, w, c), t, y, xx, cc * s * s + i * s + j);
+                                out[((t * h * s + s * y + i) * w * s + s * xx + j) * oc + cc] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn pixel_unshuffle(x: &[f32], (n, h, w, c): (usize, usize, usize, usize), u: usize) -> Vec<f32> {
+        let (oh, ow, oc) = (h / u, w / u, c * u * u);
+        let mut out = vec![0.0; x.len()];
+        for t in 0..n {
+            for cc in 0..c {
+                for y in 0..oh {
+                    for xx in 0..ow {
+                        for i in 0..u {
+                            for j in 0..u {
+                                let v = at(x, (h, w, c), t, u * y + i, u * xx + j, cc);
+                                out[((t * oh + y) * ow + xx) * oc + cc * u * u + i * u + j] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn nearest(x: &[f32], (n, h, w, c): (usize, usize, usize, usize), s: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(x.len() * s * s);
+        for t in 0..n {
+            for y in 0..h * s {
+                for xx in 0..w * s {
+                    for cc in 0..c {
+                        out.push(at(x, (h, w, c), t, y / s, xx / s, cc));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{Rng, client, poisoned_f32, read_f32};
+
+    fn check(got: Vec<f32>, want: Vec<f32>, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        // Pure data movement: exact.
+        assert!(got == want, "{what}: differs from the reference");
+    }
+
+    #[test]
+    fn layouts_match_references() {
+        let client = client();
+        let mut rng = Rng::new(61);
+        for case in 0..6 {
+            let (n, h, w) = (rng.range(1, 3), rng.range(1, 5), rng.range(1, 5));
+            // Depth-to-space, conv path (repeat 1) and residual path (repeat 4), with and
+            // without the first-frame drop.
+            let c = 8 * rng.range(1, 3);
+            let x = rng.vec_f32(n * h * w * c, -1.0, 1.0);
+            let input = DeviceBuffer::from_f32(&client, &x);
+            for (repeat, drop_first) in [(1, false), (1, true), (4, true)] {
+                let out_frames = 2 * n - usize::from(drop_first);
+                let out = poisoned_f32(&client, out_frames * 4 * h * w * c / 8 * repeat);
+                depth_to_space_3d(&client, &input, (n, h, w, c), repeat, drop_first, &out);
+                let want = reference::depth_to_space_3d(&x, (n, h, w, c), repeat, drop_first);
+                check(read_f32(&client, out.handle), want, &format!("case {case}: d2s r{repeat} {drop_first}"));
+            }
+            // Unpatchify.
+            let y = rng.vec_f32(n * h * w * 48, -1.5, 1.5);
+            let input = DeviceBuffer::from_f32(&client, &y);
+            for to_unit in [false, true] {
+                let out = poisoned_f32(&client, n * 16 * h * w * 3);
+                unpatchify(&client, &input, (n, h, w), to_unit, &out);
+                let want = reference::unpatchify(&y, (n, h, w), to_unit);
+                check(read_f32(&client, out.handle), want, &format!("case {case}: unpatchify"));
+            }
+            // Pixel shuffle, unshuffle, nearest.
+            let s = [2, 3, 4][case % 3];
+            let c = s * s * rng.range(1, 3);
+            let x = rng.vec_f32(n * h * w * c, -1.0, 1.0);
+            let input = DeviceBuffer::from_f32(&client, &x);
+            let out = poisoned_f32(&client, x.len());
+            pixel_shuffle(&client, &input, (n, h, w, c), s, &out);
+            let shuffled = read_f32(&client, out.handle.clone());
+            check(shuffled.clone(), reference::pixel_shuffle(&x, (n, h, w, c), s), "shuffle");
+            let back = poisoned_f32(&client, x.len());
+            pixel_unshuffle(&client, &out, (n, h * s, w * s, c / (s * s)), s, &back);
+            check(read_f32(&client, back.handle), x.clone(), "unshuffle undoes shuffle");
+            let want = reference::pixel_unshuffle(&shuffled, (n, h * s, w * s, c / (s * s)), s);
+            assert_eq!(want, x, "reference unshuffle undoes reference shuffle");
+            let up = poisoned_f32(&client, x.len() * s * s);
+            nearest(&client, &input, (n, h, w, c), s, &up);
+            check(read_f32(&client, up.handle), reference::nearest(&x, (n, h, w, c), s), "nearest");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Normalisation over the channels of each pixel (channel-last): PixelNorm with the optional
+//! adaptive scale/shift and SiLU of the LTX decoder, and LayerNorm.
+//!
+//! A cube holds 8 pixels × 32 lanes; the lanes of a pixel stride through its channels
+//! (adjacent lanes, adjacent channels) and their partial sums meet in a fixed-order tree in
+//! shared memory, so results are reproducible.
+
+use cubecl::prelude::*;
+
+use crate::DeviceBuffer;
+
+const LANES: u32 = 32;
+const PIXELS: u32 = 8;
+
+/// Sums `v` over the 32 lanes of this pixel's row in `scratch`, in a fixed order.
+#[cube]
+fn lane_sum(scratch: &mut SharedMemory<f32>, v: f32) -> f32 {
+    let row = UNIT_POS_Y * LANES;
+    let lane = UNIT_POS_X;
+    scratch[(row + lane) as usize] = v;
+    sync_cube();
+    #[unroll]
+    for level in 0..5u32 {
+        let half = LANES >> (level + 1);
+        if lane < half {
+            let a = scratch[(row + lane) as usize];
+            let b = scratch[(row + lane + half) as usize];
+            scratch[(row + lane) as usize] = a + b;
+        }
+        sync_cube();
+    }
+    let total = scratch[row as usize];
+    sync_cube();
+    total
+}
+
+#[cube(launch_unchecked)]
+fn pixel_norm_kernel(
+    input: &Array<f32>,
+    output: &mut Array<f32>,
+    scale: &Array<f32>,
+    shift: &Array<f32>,
+    pixels: u32,
+    channels: u32,
+    #[comptime] ada: bool,
+    #[comptime] silu: bool,
+) {
+    let mut scratch = SharedMemory::<f32>::new(comptime!((LANES * PIXELS) as usize));
+    let pixel = CUBE_POS_X * PIXELS + UNIT_POS_Y;
+    let lane = UNIT_POS_X;
+    let live = pixel < pixels;
+    let base = (pixel * channels) as usize;
+    let mut squares = 0.0f32;
+    if live {
+        let mut c = lane;
+        while c < channels {
+            let v = input[base + c as usize];
+            squares += v * v;
+            c += LANES;
+        }
+    }
+    let total = lane_sum(&mut scratch, squares);
+    if live {
+        let inv = 1.0f32 / f32::sqrt(total / f32::cast_from(channels) + 1e-8f32);
+        let mut c = lane;
+        while c < channels {
+            let mut v = input[base + c as usize] * inv;
+            if comptime!(ada) {
+                v = v * scale[c as usize] + shift[c as usize];
+            }
+            if comptime!(silu) {
+                v = v / (1.0f32 + f32::exp(0.0f32 - v));
+            }
+            output[base + c as usize] = v;
+            c += LANES;
+        }
+    }
+}
+
+#[cube(launch_unchecked)]
+fn layer_norm_kernel(
+    input: &Array<f32>,
+    output: &mut Array<f32>,
+    weight: &Array<f32>,
+    bias: &Array<f32>,
+    pixels: u32,
+    channels: u32,
+    eps: f32,
+) {
+    let mut scratch = SharedMemory::<f32>::new(comptime!((LANES * PIXELS) as usize));
+    let pixel = CUBE_POS_X * PIXELS + UNIT_POS_Y;
+    let lane = UNIT_POS_X;
+    let live = pixel < pixels;
+    let base = (pixel * channels) as usize;
+    let n = f32::cast_from(channels);
+    let mut sum = 0.0f32;
+    if live {
+        let mut c = lane;
+        while c < channels {
+            sum += input[base + c as usize];
+            c += LANES;
+        }
+    }
+    let mean = lane_sum(&mut scratch, sum) / n;
+    let mut squares = 0.0f32;
+    if live {
+        let mut c = lane;
+        while c < channels {
+            let d = input[base + c as usize] - mean;
+            squares += d * d;
+            c += LANES;
+        }
+    }
+    let var = lane_sum(&mut scratch, squares) / n;
+    if live {
+        let inv = 1.0f32 / f32::sqrt(var + eps);
+        let mut c = lane;
+        while c < channels {
+            let v = (input[base + c as usize] - mean) * inv;
+            output[base + c as usize] = v * weight[c as usize] + bias[c as usize];
+            c += LANES;
+        }
+    }
+}
+
+fn grid(pixels: usize) -> (CubeCount, CubeDim) {
+    (
+        CubeCount::Static((pixels as u32).div_ceil(PIXELS), 1, 1),
+        CubeDim::new_2d(LANES, PIXELS),
+    )
+}
+
+/// `x / sqrt(mean_c x² + 1e-8)` per pixel, then with `ada = (1 + scale, shift)` per channel
+/// `y·(1+scale) + shift`, then SiLU when asked. `input` and `out` are `[pixels, channels]`.
+pub fn pixel_norm<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (pixels, channels): (usize, usize),
+    ada: Option<(&DeviceBuffer, &DeviceBuffer)>,
+    silu: bool,
+    out: &DeviceBuffer,
+) {
+    assert_eq!(input.len, pixels * channels, "pixel norm input size");
+    assert_eq!(out.len, pixels * channels, "pixel norm output size");
+    if let Some((scale, shift)) = ada {
+        assert!(scale.len == channels && shift.len == channels, "one scale and shift per channel");
+    }
+    if pixels == 0 {
+        return;
+    }
+    let (scale, shift) = ada.unwrap_or((input, input));
+    let (count, dim) = grid(pixels);
+    // SAFETY: lanes read and write channels below `channels` of pixels below `pixels`.
+    unsafe {
+        pixel_norm_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            input.arg(),
+            out.arg(),
+            scale.arg(),
+            shift.arg(),
+            pixels as u32,
+            channels as u32,
+            ada.is_some(),
+            silu,
+        );
+    }
+}
+
+/// LayerNorm over the channels of each pixel (biased variance), with affine `weight`, `bias`.
+pub fn layer_norm<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (pixels, channels): (usize, usize),
+    (weight, bias): (&DeviceBuffer, &DeviceBuffer),
+    eps: f32,
+    out: &DeviceBuffer,
+) {
+    assert_eq!(input.len, pixels * channels, "layer norm input size");
+    assert_eq!(out.len, pixels * channels, "layer norm output size");
+    assert!(weight.len == channels && bias.len == channels, "one weight and bias per channel");
+    if pixels == 0 {
+        return;
+    }
+    let (count, dim) = grid(pixels);
+    // SAFETY: as for `pixel_norm`.
+    unsafe {
+        layer_norm_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            input.arg(),
+            out.arg(),
+            weight.arg(),
+            bias.arg(),
+            pixels as u32,
+            channels as u32,
+            eps,
+        );
+    }
+}
+
+/// CPU reference of [`pixel_norm`].
+pub fn pixel_norm_reference(
+    input: &[f32],
+    channels: usize,
+    ada: Option<(&[f32], &[f32])>,
+    silu: bool,
+) -> Vec<f64> {
+    input
+        .chunks(channels)
+        .flat_map(|px| {
+            let ms = px.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / channels as f64;
+            let inv = 1.0 / (ms + 1e-8).sqrt();
+            px.iter().enumerate().map(move |(c, &v)| {
+                let mut y = f64::from(v) * inv;
+                if let Some((scale, shift)) = ada {
+                    y = y * f64::from(scale[c]) + f64::from(shift[c]);
+                }
+                if silu {
+                    y /= 1.0 + (-y).exp();
+                }
+                y
+            })
+        })
+        .collect()
+}
+
+/// CPU reference of [`layer_norm`].
+pub fn layer_norm_reference(input: &[f32], channels: usize, weight: &[f32], bias: &[f32], eps: f64) -> Vec<f64> {
+    input
+        .chunks(channels)
+        .flat_map(|px| {
+            let n = channels as f64;
+            let mean = px.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = px.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+            let inv = 1.0 / (var + eps).sqrt();
+            px.iter()
+                .enumerate()
+                .map(move |(c, &v)| (f64::from(v) - mean) * inv * f64::from(weight[c]) + f64::from(bias[c]))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{Rng, assert_close, client, poisoned_f32, read_f32};
+
+    #[test]
+    fn pixel_norm_matches_reference() {
+        let client = client();
+        let mut rng = Rng::new(51);
+        for case in 0..8 {
+            let (pixels, channels) = (rng.range(1, 50), [1, 7, 32, 33, 128, 300][case % 6]);
+            let data = rng.vec_f32(pixels * channels, -3.0, 3.0);
+            let scale = rng.vec_f32(channels, 0.5, 1.5);
+            let shift = rng.vec_f32(channels, -0.5, 0.5);
+            let (ada, silu) = (case % 2 == 1, case % 4 >= 2);
+            let input = DeviceBuffer::from_f32(&client, &data);
+            let (s, t) = (DeviceBuffer::from_f32(&client, &scale), DeviceBuffer::from_f32(&client, &shift));
+            let out = poisoned_f32(&client, data.len());
+            pixel_norm(&client, &input, (pixels, channels), ada.then_some((&s, &t)), silu, &out);
+            let want = pixel_norm_reference(&data, channels, ada.then_some((&scale[..], &shift[..])), silu);
+            assert_close(&read_f32(&client, out.handle), &want, 1e-5, &format!("case {case}"));
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_reference() {
+        let client = client();
+        let mut rng = Rng::new(52);
+        for case in 0..6 {
+            let (pixels, channels) = (rng.range(1, 40), [2, 31, 64, 257][case % 4]);
+            let data = rng.vec_f32(pixels * channels, -2.0, 4.0);
+            let weight = rng.vec_f32(channels, 0.5, 1.5);
+            let bias = rng.vec_f32(channels, -0.5, 0.5);
+            let input = DeviceBuffer::from_f32(&client, &data);
+            let (w, b) = (DeviceBuffer::from_f32(&client, &weight), DeviceBuffer::from_f32(&client, &bias));
+            let out = poisoned_f32(&client, data.len());
+            layer_norm(&client, &input, (pixels, channels), (&w, &b), 1e-6, &out);
+            let want = layer_norm_reference(&data, channels, &weight, &bias, 1e-6);
+            assert_close(&read_f32(&client, out.handle), &want, 1e-5, &format!("case {case}"));
+        }
+    }
+}
