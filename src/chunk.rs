@@ -147,7 +147,7 @@ impl Chunk {
         let len = frames * self.frame_len();
         let out = self.device.alloc(len);
         with_client!(self.device, client => {
-            copy(client, &self.buffer, start * self.frame_len(), &out, 0, len)
+            copy::<_, f32>(client, &self.buffer, start * self.frame_len(), &out, 0, len)
         });
         let [_, h, w, c] = self.shape;
         Chunk::new(&self.device, out, [frames, h, w, c], self.first_frame + start as u64)
@@ -182,7 +182,7 @@ impl Chunk {
         let mut at = 0;
         for c in chunks {
             let len = c.frames() * frame_len;
-            with_client!(device, client => copy(client, &c.buffer, 0, &out, at, len));
+            with_client!(device, client => copy::<_, f32>(client, &c.buffer, 0, &out, at, len));
             at += len;
         }
         let [_, h, w, ch] = first.shape;

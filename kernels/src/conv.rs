@@ -18,9 +18,11 @@
 //!
 //! Epilogue: `y = act(conv + bias)`, then `out = residual + scale · y` when a residual is given.
 
+use std::any::TypeId;
+
 use cubecl::prelude::*;
 
-use crate::DeviceBuffer;
+use crate::{DeviceBuffer, Element};
 
 /// How out-of-range pixels read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -245,8 +247,10 @@ fn conv_kernel<F: Float>(
     }
 }
 
-/// Weights in the kernel's layout, with bias and PReLU slopes.
+/// Weights in the kernel's layout and element type, with bias and PReLU slopes.
 pub struct ConvWeights {
+    /// The element type everything is stored in.
+    elem: TypeId,
     pub kt: usize,
     pub k: usize,
     pub cin: usize,
@@ -274,8 +278,8 @@ pub fn gemm_layout(weights: &[f32], cout: usize, cin: usize, kt: usize, k: usize
 }
 
 impl ConvWeights {
-    /// Uploads f32 weights given in PyTorch's layout.
-    pub fn upload<R: Runtime>(
+    /// Uploads f32 weights given in PyTorch's layout, converted to `E`.
+    pub fn upload<R: Runtime, E: Element>(
         client: &ComputeClient<R>,
         torch_weights: &[f32],
         bias: Option<&[f32]>,
@@ -287,14 +291,16 @@ impl ConvWeights {
         let bias = bias.unwrap_or(&zeros);
         assert_eq!(bias.len(), cout, "bias length");
         let slopes = slopes.unwrap_or(&zeros[..1]);
+        let gemm = gemm_layout(torch_weights, cout, cin, kt, k);
         Self {
+            elem: TypeId::of::<E>(),
             kt,
             k,
             cin,
             cout,
-            weights: DeviceBuffer::from_f32(client, &gemm_layout(torch_weights, cout, cin, kt, k)),
-            bias: DeviceBuffer::from_f32(client, bias),
-            slopes: DeviceBuffer::from_f32(client, slopes),
+            weights: DeviceBuffer::from_f32_as::<R, E>(client, &gemm),
+            bias: DeviceBuffer::from_f32_as::<R, E>(client, bias),
+            slopes: DeviceBuffer::from_f32_as::<R, E>(client, slopes),
         }
     }
 }
@@ -323,14 +329,15 @@ pub struct ConvOutput<'a> {
     pub residual: Option<(&'a DeviceBuffer, usize, f32)>,
 }
 
-/// Runs the convolution: `table.len() − kt + 1` output frames.
-pub fn conv<R: Runtime>(
+/// Runs the convolution: `table.len() − kt + 1` output frames. Every buffer holds `E`.
+pub fn conv<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     weights: &ConvWeights,
     input: &ConvInput,
     output: &ConvOutput,
     padding: Padding,
 ) {
+    assert!(weights.elem == TypeId::of::<E>(), "weights uploaded as another element type");
     let (h, w) = (input.height, input.width);
     let out_frames = input.table.len() + 1 - weights.kt;
     assert!(input.table.len() >= weights.kt, "fewer padded frames than taps");
@@ -389,7 +396,7 @@ pub fn conv<R: Runtime>(
     // SAFETY: every read is bounds-checked against the sizes asserted above (frame table
     // entries, strides, head/body/residual lengths); writes stay below `pixels × stride`.
     unsafe {
-        conv_kernel::launch_unchecked::<f32, R>(
+        conv_kernel::launch_unchecked::<E, R>(
             client,
             count,
             CubeDim::new_2d(THREADS, THREADS),
@@ -492,13 +499,30 @@ pub fn conv_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{Rng, assert_close, client, poisoned_f32, read_f32};
+    use crate::test_util::{Rng, assert_close, client, has_f16, poisoned, read_as_f32, rounded};
 
     #[test]
     fn matches_reference_on_random_shapes() {
+        check::<f32>(1e-5, 20);
+    }
+
+    #[test]
+    fn matches_reference_in_f16() {
+        if has_f16() {
+            check::<half::f16>(1e-2, 8);
+        }
+    }
+
+    #[test]
+    #[ignore = "bf16 needs a device that has it (CUDA)"]
+    fn matches_reference_in_bf16() {
+        check::<half::bf16>(1e-2, 8);
+    }
+
+    fn check<E: Element>(tolerance: f64, cases: usize) {
         let client = client();
         let mut rng = Rng::new(31);
-        for case in 0..20 {
+        for case in 0..cases {
             let kt = [1, 3][case % 2];
             let k = [1, 3, 3][case % 3];
             let padding = [Padding::Zeros, Padding::Reflect, Padding::Replicate][case % 3];
@@ -519,26 +543,27 @@ mod tests {
                 .map(|_| rng.range(0, head_frames + body_frames - 1) as u32)
                 .collect();
             let frame_len = h * w * in_stride;
-            let head = rng.vec_f32(head_frames.max(1) * frame_len, -1.0, 1.0);
-            let body = rng.vec_f32(body_frames * frame_len, -1.0, 1.0);
-            let torch_weights = rng.vec_f32(cout * cin * kt * k * k, -0.5, 0.5);
-            let bias = rng.vec_f32(cout, -0.5, 0.5);
-            let slopes = rng.vec_f32(cout, 0.0, 0.5);
+            let head = rounded::<E>(rng.vec_f32(head_frames.max(1) * frame_len, -1.0, 1.0));
+            let body = rounded::<E>(rng.vec_f32(body_frames * frame_len, -1.0, 1.0));
+            let torch_weights = rounded::<E>(rng.vec_f32(cout * cin * kt * k * k, -0.5, 0.5));
+            let bias = rounded::<E>(rng.vec_f32(cout, -0.5, 0.5));
+            let slopes = rounded::<E>(rng.vec_f32(cout, 0.0, 0.5));
             let out_stride = cout + rng.range(0, 4);
             let out_offset = out_stride - cout - rng.range(0, out_stride - cout);
-            let residual = (case % 5 == 0).then(|| rng.vec_f32(out_frames * h * w * cout, -1.0, 1.0));
+            let residual = (case % 5 == 0)
+                .then(|| rounded::<E>(rng.vec_f32(out_frames * h * w * cout, -1.0, 1.0)));
 
-            let weights = ConvWeights::upload(
+            let weights = ConvWeights::upload::<_, E>(
                 &client,
                 &torch_weights,
                 Some(&bias),
                 matches!(activation, Activation::PRelu).then_some(&slopes[..]),
                 (cout, cin, kt, k),
             );
-            let head_buf = DeviceBuffer::from_f32(&client, &head);
-            let body_buf = DeviceBuffer::from_f32(&client, &body);
-            let residual_buf = residual.as_ref().map(|r| DeviceBuffer::from_f32(&client, r));
-            let out = poisoned_f32(&client, out_frames * h * w * out_stride);
+            let head_buf = DeviceBuffer::from_f32_as::<_, E>(&client, &head);
+            let body_buf = DeviceBuffer::from_f32_as::<_, E>(&client, &body);
+            let residual_buf = residual.as_ref().map(|r| DeviceBuffer::from_f32_as::<_, E>(&client, r));
+            let out = poisoned::<E>(&client, out_frames * h * w * out_stride);
             let input = ConvInput {
                 head: (head_frames > 0).then_some(&head_buf),
                 head_frames,
@@ -555,8 +580,8 @@ mod tests {
                 activation,
                 residual: residual_buf.as_ref().map(|r| (r, cout, 0.2)),
             };
-            conv(&client, &weights, &input, &output, padding);
-            let got = read_f32(&client, out.handle);
+            conv::<_, E>(&client, &weights, &input, &output, padding);
+            let got = read_as_f32::<E>(&client, out.handle);
             let frames: Vec<&[f32]> = table
                 .iter()
                 .map(|&f| {
@@ -587,7 +612,7 @@ mod tests {
                 "case {case}: {kt}x{k}x{k} {padding:?} {activation:?} {h}x{w} {cin}->{cout} \
                  head {head_frames} body {body_frames} table {table:?}"
             );
-            assert_close(&got_slice, &want, 1e-5, &what);
+            assert_close(&got_slice, &want, tolerance, &what);
             // Channels outside the slice stay untouched (still poisoned).
             let outside = got.chunks(out_stride).all(|px| {
                 px[..out_offset].iter().chain(&px[out_offset + cout..]).all(|v| v.is_nan())

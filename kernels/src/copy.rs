@@ -1,21 +1,21 @@
-//! Copies a range of f32 elements between buffers: slicing a batch into chunks and joining
-//! chunks into a batch.
+//! Copies a range of elements between buffers: slicing a batch into chunks, joining chunks
+//! into a batch, keeping a convolution's cached frames.
 
 use cubecl::prelude::*;
 
 use crate::launch::{cube_count, cube_dim};
-use crate::DeviceBuffer;
+use crate::{DeviceBuffer, Element};
 
 #[cube(launch_unchecked)]
-fn copy_kernel(src: &Array<f32>, dst: &mut Array<f32>, src_start: u32, dst_start: u32, len: u32) {
+fn copy_kernel<F: Float>(src: &Array<F>, dst: &mut Array<F>, src_start: u32, dst_start: u32, len: u32) {
     let i = ABSOLUTE_POS;
     if i < len as usize {
         dst[dst_start as usize + i] = src[src_start as usize + i];
     }
 }
 
-/// `dst[dst_start .. dst_start + len] = src[src_start .. src_start + len]`.
-pub fn copy<R: Runtime>(
+/// `dst[dst_start .. dst_start + len] = src[src_start .. src_start + len]`, elements of `E`.
+pub fn copy<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     src: &DeviceBuffer,
     src_start: usize,
@@ -32,7 +32,7 @@ pub fn copy<R: Runtime>(
     }
     // SAFETY: both ranges were checked above.
     unsafe {
-        copy_kernel::launch_unchecked(
+        copy_kernel::launch_unchecked::<E, R>(
             client,
             cube_count(client, len),
             cube_dim(),
@@ -68,7 +68,7 @@ mod tests {
             let dst_start = rng.range(0, dst_data.len() - len);
             let src = DeviceBuffer::from_f32(&client, &src_data);
             let dst = DeviceBuffer::from_f32(&client, &dst_data);
-            copy(&client, &src, src_start, &dst, dst_start, len);
+            copy::<_, f32>(&client, &src, src_start, &dst, dst_start, len);
             copy_reference(&src_data, src_start, &mut dst_data, dst_start, len);
             let got = read_f32(&client, dst.handle);
             assert!(got == dst_data, "copy of {len} at {src_start} -> {dst_start}");

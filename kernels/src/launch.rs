@@ -18,6 +18,46 @@ pub(crate) fn cube_dim() -> CubeDim {
     CubeDim::new_1d(CUBE_DIM)
 }
 
+/// The element types of model activations and weights: f32 everywhere, f16 and bf16 where
+/// the device supports them. Kernels load and store `E` and compute in f32.
+pub trait Element: Float + CubeElement + Copy + Send + Sync + 'static {
+    /// The nearest value of this type.
+    fn round_from(v: f32) -> Self;
+    fn widen(self) -> f32;
+}
+
+impl Element for f32 {
+    fn round_from(v: f32) -> Self {
+        v
+    }
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Element for half::f16 {
+    fn round_from(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+    fn widen(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+}
+
+impl Element for half::bf16 {
+    fn round_from(v: f32) -> Self {
+        half::bf16::from_f32(v)
+    }
+    fn widen(self) -> f32 {
+        half::bf16::to_f32(self)
+    }
+}
+
+/// Whether the device computes with `E`.
+pub fn supports<R: Runtime, E: Element>(client: &ComputeClient<R>) -> bool {
+    client.properties().supports_type(E::as_type_native_unchecked())
+}
+
 /// A contiguous device buffer of `len` elements.
 #[derive(Clone, Debug)]
 pub struct DeviceBuffer {
@@ -39,6 +79,20 @@ impl DeviceBuffer {
     /// one role keep one size and the allocator reuses their slots.
     pub fn empty_f32_with_room<R: Runtime>(client: &ComputeClient<R>, len: usize, room: usize) -> Self {
         Self::new(client.empty(len.max(room).max(1) * size_of::<f32>()), len)
+    }
+
+    /// Allocates `len` elements of `E` (uninitialised).
+    pub fn empty<R: Runtime, E: Element>(client: &ComputeClient<R>, len: usize) -> Self {
+        Self::new(client.empty(len.max(1) * size_of::<E>()), len)
+    }
+
+    /// Uploads f32 values converted to `E`.
+    pub fn from_f32_as<R: Runtime, E: Element>(client: &ComputeClient<R>, data: &[f32]) -> Self {
+        if data.is_empty() {
+            return Self::empty::<R, E>(client, 0);
+        }
+        let converted: Vec<E> = data.iter().map(|&v| E::round_from(v)).collect();
+        Self::new(client.create_from_slice(E::as_bytes(&converted)), data.len())
     }
 
     /// Allocates `len` u32 elements (uninitialised).

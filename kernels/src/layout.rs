@@ -6,7 +6,7 @@
 
 use cubecl::prelude::*;
 
-use crate::DeviceBuffer;
+use crate::{DeviceBuffer, Element};
 use crate::launch::{cube_count, cube_dim};
 
 /// The layouts, as one kernel's compile-time switch.
@@ -27,9 +27,9 @@ enum Op {
 
 #[cube(launch_unchecked)]
 #[allow(unused_assignments)]
-fn layout_kernel(
-    input: &Array<f32>,
-    output: &mut Array<f32>,
+fn layout_kernel<F: Float>(
+    input: &Array<F>,
+    output: &mut Array<F>,
     out_h: u32,
     out_w: u32,
     out_c: u32,
@@ -74,16 +74,18 @@ fn layout_kernel(
                 src = ((t * in_h + y / factor) * in_w + x / factor) as usize * in_c as usize + c as usize;
             }
         }
-        let mut v = input[src];
+        let v = input[src];
         if comptime!(matches!(op, Op::Unpatchify { to_unit: true })) {
-            v = clamp((v + 1.0f32) * 0.5f32, 0.0f32, 1.0f32);
+            let unit = clamp((f32::cast_from(v) + 1.0f32) * 0.5f32, 0.0f32, 1.0f32);
+            output[o] = F::cast_from(unit);
+        } else {
+            output[o] = v;
         }
-        output[o] = v;
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn launch<R: Runtime>(
+fn launch<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (in_h, in_w, in_c): (usize, usize, usize),
@@ -98,7 +100,7 @@ fn launch<R: Runtime>(
     }
     // SAFETY: the callers check that every source index lies inside `input`.
     unsafe {
-        layout_kernel::launch_unchecked(
+        layout_kernel::launch_unchecked::<E, R>(
             client,
             cube_count(client, out.len),
             cube_dim(),
@@ -119,7 +121,7 @@ fn launch<R: Runtime>(
 /// 2×2×2 depth-to-space of `frames` frames `[frames, h, w, c]` (c a multiple of 8), channels
 /// tiled `repeat` times (the LTX residual path; 1 for the convolution path), frame 0 dropped
 /// when `drop_first`. Output `[2·frames − drop, 2h, 2w, c/8 · repeat]`.
-pub fn depth_to_space_3d<R: Runtime>(
+pub fn depth_to_space_3d<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (frames, h, w, c): (usize, usize, usize, usize),
@@ -131,12 +133,12 @@ pub fn depth_to_space_3d<R: Runtime>(
     assert_eq!(input.len, frames * h * w * c, "depth-to-space input size");
     let out_frames = (2 * frames).saturating_sub(usize::from(drop_first));
     let shape = (out_frames, 2 * h, 2 * w, c / 8 * repeat);
-    launch(client, input, (h, w, c), out, shape, 1, Op::DepthToSpace3d { drop_first });
+    launch::<R, E>(client, input, (h, w, c), out, shape, 1, Op::DepthToSpace3d { drop_first });
 }
 
 /// LTX unpatchify (patch 4): `[frames, h, w, 48]` → `[frames, 4h, 4w, 3]`, optionally mapped
 /// from [−1, 1] to [0, 1] and clamped.
-pub fn unpatchify<R: Runtime>(
+pub fn unpatchify<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (frames, h, w): (usize, usize, usize),
@@ -144,11 +146,11 @@ pub fn unpatchify<R: Runtime>(
     out: &DeviceBuffer,
 ) {
     assert_eq!(input.len, frames * h * w * 48, "unpatchify input size");
-    launch(client, input, (h, w, 48), out, (frames, 4 * h, 4 * w, 3), 4, Op::Unpatchify { to_unit });
+    launch::<R, E>(client, input, (h, w, 48), out, (frames, 4 * h, 4 * w, 3), 4, Op::Unpatchify { to_unit });
 }
 
 /// `[n, h, w, c·s²]` → `[n, h·s, w·s, c]`.
-pub fn pixel_shuffle<R: Runtime>(
+pub fn pixel_shuffle<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (n, h, w, c): (usize, usize, usize, usize),
@@ -157,11 +159,11 @@ pub fn pixel_shuffle<R: Runtime>(
 ) {
     assert!(c % (s * s) == 0, "pixel shuffle needs a multiple of s² channels");
     assert_eq!(input.len, n * h * w * c, "pixel shuffle input size");
-    launch(client, input, (h, w, c), out, (n, h * s, w * s, c / (s * s)), s, Op::PixelShuffle);
+    launch::<R, E>(client, input, (h, w, c), out, (n, h * s, w * s, c / (s * s)), s, Op::PixelShuffle);
 }
 
 /// `[n, h, w, c]` → `[n, h/u, w/u, c·u²]` (h and w multiples of u).
-pub fn pixel_unshuffle<R: Runtime>(
+pub fn pixel_unshuffle<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (n, h, w, c): (usize, usize, usize, usize),
@@ -170,11 +172,11 @@ pub fn pixel_unshuffle<R: Runtime>(
 ) {
     assert!(h % u == 0 && w % u == 0, "pixel unshuffle needs sides that are multiples of u");
     assert_eq!(input.len, n * h * w * c, "pixel unshuffle input size");
-    launch(client, input, (h, w, c), out, (n, h / u, w / u, c * u * u), u, Op::PixelUnshuffle);
+    launch::<R, E>(client, input, (h, w, c), out, (n, h / u, w / u, c * u * u), u, Op::PixelUnshuffle);
 }
 
 /// Nearest upsampling by `s`: `[n, h, w, c]` → `[n, h·s, w·s, c]`.
-pub fn nearest<R: Runtime>(
+pub fn nearest<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (n, h, w, c): (usize, usize, usize, usize),
@@ -182,7 +184,7 @@ pub fn nearest<R: Runtime>(
     out: &DeviceBuffer,
 ) {
     assert_eq!(input.len, n * h * w * c, "nearest input size");
-    launch(client, input, (h, w, c), out, (n, h * s, w * s, c), s, Op::Nearest);
+    launch::<R, E>(client, input, (h, w, c), out, (n, h * s, w * s, c), s, Op::Nearest);
 }
 
 /// CPU references of the layouts, written from their definitions in channel-first form.
@@ -305,7 +307,7 @@ pub mod reference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{Rng, client, poisoned_f32, read_f32};
+    use crate::test_util::{Rng, client, has_f16, poisoned, read_as_f32, rounded};
 
     fn check(got: Vec<f32>, want: Vec<f32>, what: &str) {
         assert_eq!(got.len(), want.len(), "{what}: length");
@@ -315,48 +317,57 @@ mod tests {
 
     #[test]
     fn layouts_match_references() {
+        check_all::<f32>();
+        if has_f16() {
+            check_all::<half::f16>();
+        }
+    }
+
+    fn check_all<E: Element>() {
         let client = client();
+        let upload = |v: &[f32]| DeviceBuffer::from_f32_as::<_, E>(&client, v);
+        let read = |b: &DeviceBuffer| read_as_f32::<E>(&client, b.handle.clone());
         let mut rng = Rng::new(61);
         for case in 0..6 {
             let (n, h, w) = (rng.range(1, 3), rng.range(1, 5), rng.range(1, 5));
             // Depth-to-space, conv path (repeat 1) and residual path (repeat 4), with and
             // without the first-frame drop.
             let c = 8 * rng.range(1, 3);
-            let x = rng.vec_f32(n * h * w * c, -1.0, 1.0);
-            let input = DeviceBuffer::from_f32(&client, &x);
+            let x = rounded::<E>(rng.vec_f32(n * h * w * c, -1.0, 1.0));
+            let input = upload(&x);
             for (repeat, drop_first) in [(1, false), (1, true), (4, true)] {
                 let out_frames = 2 * n - usize::from(drop_first);
-                let out = poisoned_f32(&client, out_frames * 4 * h * w * c / 8 * repeat);
-                depth_to_space_3d(&client, &input, (n, h, w, c), repeat, drop_first, &out);
+                let out = poisoned::<E>(&client, out_frames * 4 * h * w * c / 8 * repeat);
+                depth_to_space_3d::<_, E>(&client, &input, (n, h, w, c), repeat, drop_first, &out);
                 let want = reference::depth_to_space_3d(&x, (n, h, w, c), repeat, drop_first);
-                check(read_f32(&client, out.handle), want, &format!("case {case}: d2s r{repeat} {drop_first}"));
+                check(read(&out), want, &format!("case {case}: d2s r{repeat} {drop_first}"));
             }
             // Unpatchify.
-            let y = rng.vec_f32(n * h * w * 48, -1.5, 1.5);
-            let input = DeviceBuffer::from_f32(&client, &y);
+            let y = rounded::<E>(rng.vec_f32(n * h * w * 48, -1.5, 1.5));
+            let input = upload(&y);
             for to_unit in [false, true] {
-                let out = poisoned_f32(&client, n * 16 * h * w * 3);
-                unpatchify(&client, &input, (n, h, w), to_unit, &out);
-                let want = reference::unpatchify(&y, (n, h, w), to_unit);
-                check(read_f32(&client, out.handle), want, &format!("case {case}: unpatchify"));
+                let out = poisoned::<E>(&client, n * 16 * h * w * 3);
+                unpatchify::<_, E>(&client, &input, (n, h, w), to_unit, &out);
+                let want = rounded::<E>(reference::unpatchify(&y, (n, h, w), to_unit));
+                check(read(&out), want, &format!("case {case}: unpatchify"));
             }
             // Pixel shuffle, unshuffle, nearest.
             let s = [2, 3, 4][case % 3];
             let c = s * s * rng.range(1, 3);
-            let x = rng.vec_f32(n * h * w * c, -1.0, 1.0);
-            let input = DeviceBuffer::from_f32(&client, &x);
-            let out = poisoned_f32(&client, x.len());
-            pixel_shuffle(&client, &input, (n, h, w, c), s, &out);
-            let shuffled = read_f32(&client, out.handle.clone());
+            let x = rounded::<E>(rng.vec_f32(n * h * w * c, -1.0, 1.0));
+            let input = upload(&x);
+            let out = poisoned::<E>(&client, x.len());
+            pixel_shuffle::<_, E>(&client, &input, (n, h, w, c), s, &out);
+            let shuffled = read(&out);
             check(shuffled.clone(), reference::pixel_shuffle(&x, (n, h, w, c), s), "shuffle");
-            let back = poisoned_f32(&client, x.len());
-            pixel_unshuffle(&client, &out, (n, h * s, w * s, c / (s * s)), s, &back);
-            check(read_f32(&client, back.handle), x.clone(), "unshuffle undoes shuffle");
+            let back = poisoned::<E>(&client, x.len());
+            pixel_unshuffle::<_, E>(&client, &out, (n, h * s, w * s, c / (s * s)), s, &back);
+            check(read(&back), x.clone(), "unshuffle undoes shuffle");
             let want = reference::pixel_unshuffle(&shuffled, (n, h * s, w * s, c / (s * s)), s);
             assert_eq!(want, x, "reference unshuffle undoes reference shuffle");
-            let up = poisoned_f32(&client, x.len() * s * s);
-            nearest(&client, &input, (n, h, w, c), s, &up);
-            check(read_f32(&client, up.handle), reference::nearest(&x, (n, h, w, c), s), "nearest");
+            let up = poisoned::<E>(&client, x.len() * s * s);
+            nearest::<_, E>(&client, &input, (n, h, w, c), s, &up);
+            check(read(&up), reference::nearest(&x, (n, h, w, c), s), "nearest");
         }
     }
 }

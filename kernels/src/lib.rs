@@ -1,8 +1,9 @@
 //! The CubeCL kernels of framestream.
 //!
 //! Every kernel has one launcher (generic over the CubeCL runtime) and one CPU reference
-//! computed in f64, which the tests compare it with. Tensors are contiguous row-major f32
-//! buffers; frames are laid out `[frames, height, width, channels]`.
+//! computed in f64, which the tests compare it with. Tensors are contiguous row-major buffers;
+//! frames are laid out `[frames, height, width, channels]`. Video I/O kernels work on f32;
+//! model kernels are generic over the [`Element`] type (f32, f16, bf16) and compute in f32.
 
 pub mod conv;
 pub mod copy;
@@ -20,7 +21,7 @@ pub mod unpack;
 
 mod launch;
 
-pub use launch::DeviceBuffer;
+pub use launch::{DeviceBuffer, Element, supports};
 
 #[cfg(test)]
 mod test_util;

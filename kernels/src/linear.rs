@@ -3,15 +3,15 @@
 
 use cubecl::prelude::*;
 
-use crate::DeviceBuffer;
+use crate::{DeviceBuffer, Element};
 use crate::launch::{cube_count, cube_dim};
 
 #[cube(launch_unchecked)]
-fn linear_kernel(
-    input: &Array<f32>,
-    weight: &Array<f32>,
-    bias: &Array<f32>,
-    output: &mut Array<f32>,
+fn linear_kernel<F: Float>(
+    input: &Array<F>,
+    weight: &Array<F>,
+    bias: &Array<F>,
+    output: &mut Array<F>,
     inputs: u32,
     outputs: u32,
     #[comptime] silu: bool,
@@ -20,19 +20,20 @@ fn linear_kernel(
     if o < output.len() {
         let n = (o % outputs as usize) as u32;
         let row = (o / outputs as usize) as u32;
-        let mut acc = bias[n as usize];
+        let mut acc = f32::cast_from(bias[n as usize]);
         for k in 0..inputs {
-            acc += input[(row * inputs + k) as usize] * weight[(n * inputs + k) as usize];
+            let x = f32::cast_from(input[(row * inputs + k) as usize]);
+            acc += x * f32::cast_from(weight[(n * inputs + k) as usize]);
         }
         if comptime!(silu) {
             acc = acc / (1.0f32 + f32::exp(0.0f32 - acc));
         }
-        output[o] = acc;
+        output[o] = F::cast_from(acc);
     }
 }
 
 /// `rows` input rows of `inputs` values → `rows × outputs`, SiLU applied when asked.
-pub fn linear<R: Runtime>(
+pub fn linear<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (weight, bias): (&DeviceBuffer, &DeviceBuffer),
@@ -49,7 +50,7 @@ pub fn linear<R: Runtime>(
     }
     // SAFETY: reads below `rows × inputs` and `outputs × inputs`, one write per output.
     unsafe {
-        linear_kernel::launch_unchecked(
+        linear_kernel::launch_unchecked::<E, R>(
             client,
             cube_count(client, out.len),
             cube_dim(),
@@ -84,27 +85,31 @@ pub fn linear_reference(input: &[f32], weight: &[f32], bias: &[f32], inputs: usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{Rng, assert_close, client, poisoned_f32, read_f32};
+    use crate::test_util::{Rng, assert_close, client, has_f16, poisoned, read_as_f32, rounded};
 
     #[test]
     fn matches_reference() {
+        check::<f32>(1e-5);
+        if has_f16() {
+            check::<half::f16>(1e-2);
+        }
+    }
+
+    fn check<E: Element>(tolerance: f64) {
         let client = client();
         let mut rng = Rng::new(71);
         for case in 0..6 {
             let (rows, inputs, outputs) = (rng.range(1, 3), rng.range(1, 300), rng.range(1, 300));
-            let x = rng.vec_f32(rows * inputs, -1.0, 1.0);
-            let w = rng.vec_f32(outputs * inputs, -0.1, 0.1);
-            let b = rng.vec_f32(outputs, -0.5, 0.5);
+            let x = rounded::<E>(rng.vec_f32(rows * inputs, -1.0, 1.0));
+            let w = rounded::<E>(rng.vec_f32(outputs * inputs, -0.1, 0.1));
+            let b = rounded::<E>(rng.vec_f32(outputs, -0.5, 0.5));
             let silu = case % 2 == 1;
-            let out = poisoned_f32(&client, rows * outputs);
-            let (xb, wb, bb) = (
-                DeviceBuffer::from_f32(&client, &x),
-                DeviceBuffer::from_f32(&client, &w),
-                DeviceBuffer::from_f32(&client, &b),
-            );
-            linear(&client, &xb, (&wb, &bb), (rows, inputs, outputs), silu, &out);
+            let out = poisoned::<E>(&client, rows * outputs);
+            let upload = |v: &[f32]| DeviceBuffer::from_f32_as::<_, E>(&client, v);
+            let (xb, wb, bb) = (upload(&x), upload(&w), upload(&b));
+            linear::<_, E>(&client, &xb, (&wb, &bb), (rows, inputs, outputs), silu, &out);
             let want = linear_reference(&x, &w, &b, inputs, silu);
-            assert_close(&read_f32(&client, out.handle), &want, 1e-5, &format!("case {case}"));
+            assert_close(&read_as_f32::<E>(&client, out.handle), &want, tolerance, &format!("case {case}"));
         }
     }
 }

@@ -7,13 +7,13 @@
 
 use cubecl::prelude::*;
 
-use crate::DeviceBuffer;
+use crate::{DeviceBuffer, Element};
 use crate::launch::{cube_count, cube_dim};
 use crate::rng::{philox4x32, philox4x32_reference, seed_key};
 
 #[cube(launch_unchecked)]
-fn gaussian_kernel(
-    output: &mut Array<f32>,
+fn gaussian_kernel<F: Float>(
+    output: &mut Array<F>,
     height: u32,
     width: u32,
     channels: u32,
@@ -32,13 +32,14 @@ fn gaussian_kernel(
         let (w0, w1, _w2, _w3) = philox4x32(x, y, c, frame, key0, key1);
         let u1 = (f32::cast_from(w0 >> 8u32) + 1.0f32) * (1.0f32 / 16_777_216.0f32);
         let u2 = f32::cast_from(w1 >> 8u32) * (1.0f32 / 16_777_216.0f32);
-        output[o] = f32::sqrt(-2.0f32 * f32::ln(u1)) * f32::cos(2.0f32 * core::f32::consts::PI * u2);
+        let v = f32::sqrt(-2.0f32 * f32::ln(u1)) * f32::cos(2.0f32 * core::f32::consts::PI * u2);
+        output[o] = F::cast_from(v);
     }
 }
 
 /// Fills `out` (`[frames, height, width, channels]`) with the standard normal values of
 /// frames `first_frame ..`.
-pub fn gaussian<R: Runtime>(
+pub fn gaussian<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     seed: u64,
     first_frame: u32,
@@ -52,7 +53,7 @@ pub fn gaussian<R: Runtime>(
     let [key0, key1] = seed_key(seed);
     // SAFETY: one write per output index below `out.len`.
     unsafe {
-        gaussian_kernel::launch_unchecked(
+        gaussian_kernel::launch_unchecked::<E, R>(
             client,
             cube_count(client, out.len),
             cube_dim(),
@@ -93,7 +94,7 @@ pub fn gaussian_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{client, poisoned_f32, read_f32};
+    use crate::test_util::{assert_close, client, has_f16, poisoned, poisoned_f32, read_as_f32, read_f32};
 
     #[test]
     fn matches_reference_and_any_chunking() {
@@ -101,7 +102,7 @@ mod tests {
         let (frames, h, w, c) = (7, 5, 6, 4);
         let frame_len = h * w * c;
         let whole = poisoned_f32(&client, frames * frame_len);
-        gaussian(&client, 99, 3, (frames, h, w, c), &whole);
+        gaussian::<_, f32>(&client, 99, 3, (frames, h, w, c), &whole);
         let whole = read_f32(&client, whole.handle);
         let want = gaussian_reference(99, 3, (frames, h, w, c));
         for (i, (&g, &w)) in whole.iter().zip(&want).enumerate() {
@@ -114,7 +115,7 @@ mod tests {
             while first < frames {
                 let n = chunk.min(frames - first);
                 let out = poisoned_f32(&client, n * frame_len);
-                gaussian(&client, 99, 3 + first as u32, (n, h, w, c), &out);
+                gaussian::<_, f32>(&client, 99, 3 + first as u32, (n, h, w, c), &out);
                 got.extend(read_f32(&client, out.handle));
                 first += n;
             }
@@ -122,13 +123,18 @@ mod tests {
         }
         // Statistics of a larger draw, and another seed differs.
         let big = poisoned_f32(&client, 64 * 64 * 16);
-        gaussian(&client, 5, 0, (1, 64, 64, 16), &big);
+        gaussian::<_, f32>(&client, 5, 0, (1, 64, 64, 16), &big);
         let v = read_f32(&client, big.handle);
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, variance {var}");
+        if has_f16() {
+            let half = poisoned::<half::f16>(&client, frames * frame_len);
+            gaussian::<_, half::f16>(&client, 99, 3, (frames, h, w, c), &half);
+            assert_close(&read_as_f32::<half::f16>(&client, half.handle), &want, 1e-2, "f16 noise");
+        }
         let other = poisoned_f32(&client, frames * frame_len);
-        gaussian(&client, 100, 3, (frames, h, w, c), &other);
+        gaussian::<_, f32>(&client, 100, 3, (frames, h, w, c), &other);
         assert!(read_f32(&client, other.handle) != whole);
     }
 }

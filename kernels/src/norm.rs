@@ -7,7 +7,7 @@
 
 use cubecl::prelude::*;
 
-use crate::DeviceBuffer;
+use crate::{DeviceBuffer, Element};
 
 const LANES: u32 = 32;
 const PIXELS: u32 = 8;
@@ -35,11 +35,11 @@ fn lane_sum(scratch: &mut SharedMemory<f32>, v: f32) -> f32 {
 }
 
 #[cube(launch_unchecked)]
-fn pixel_norm_kernel(
-    input: &Array<f32>,
-    output: &mut Array<f32>,
-    scale: &Array<f32>,
-    shift: &Array<f32>,
+fn pixel_norm_kernel<F: Float>(
+    input: &Array<F>,
+    output: &mut Array<F>,
+    scale: &Array<F>,
+    shift: &Array<F>,
     pixels: u32,
     channels: u32,
     #[comptime] ada: bool,
@@ -54,7 +54,7 @@ fn pixel_norm_kernel(
     if live {
         let mut c = lane;
         while c < channels {
-            let v = input[base + c as usize];
+            let v = f32::cast_from(input[base + c as usize]);
             squares += v * v;
             c += LANES;
         }
@@ -64,25 +64,25 @@ fn pixel_norm_kernel(
         let inv = 1.0f32 / f32::sqrt(total / f32::cast_from(channels) + 1e-8f32);
         let mut c = lane;
         while c < channels {
-            let mut v = input[base + c as usize] * inv;
+            let mut v = f32::cast_from(input[base + c as usize]) * inv;
             if comptime!(ada) {
-                v = v * scale[c as usize] + shift[c as usize];
+                v = v * f32::cast_from(scale[c as usize]) + f32::cast_from(shift[c as usize]);
             }
             if comptime!(silu) {
                 v = v / (1.0f32 + f32::exp(0.0f32 - v));
             }
-            output[base + c as usize] = v;
+            output[base + c as usize] = F::cast_from(v);
             c += LANES;
         }
     }
 }
 
 #[cube(launch_unchecked)]
-fn layer_norm_kernel(
-    input: &Array<f32>,
-    output: &mut Array<f32>,
-    weight: &Array<f32>,
-    bias: &Array<f32>,
+fn layer_norm_kernel<F: Float>(
+    input: &Array<F>,
+    output: &mut Array<F>,
+    weight: &Array<F>,
+    bias: &Array<F>,
     pixels: u32,
     channels: u32,
     eps: f32,
@@ -97,7 +97,7 @@ fn layer_norm_kernel(
     if live {
         let mut c = lane;
         while c < channels {
-            sum += input[base + c as usize];
+            sum += f32::cast_from(input[base + c as usize]);
             c += LANES;
         }
     }
@@ -106,7 +106,7 @@ fn layer_norm_kernel(
     if live {
         let mut c = lane;
         while c < channels {
-            let d = input[base + c as usize] - mean;
+            let d = f32::cast_from(input[base + c as usize]) - mean;
             squares += d * d;
             c += LANES;
         }
@@ -116,8 +116,9 @@ fn layer_norm_kernel(
         let inv = 1.0f32 / f32::sqrt(var + eps);
         let mut c = lane;
         while c < channels {
-            let v = (input[base + c as usize] - mean) * inv;
-            output[base + c as usize] = v * weight[c as usize] + bias[c as usize];
+            let v = (f32::cast_from(input[base + c as usize]) - mean) * inv;
+            let y = v * f32::cast_from(weight[c as usize]) + f32::cast_from(bias[c as usize]);
+            output[base + c as usize] = F::cast_from(y);
             c += LANES;
         }
     }
@@ -132,7 +133,7 @@ fn grid(pixels: usize) -> (CubeCount, CubeDim) {
 
 /// `x / sqrt(mean_c x² + 1e-8)` per pixel, then with `ada = (1 + scale, shift)` per channel
 /// `y·(1+scale) + shift`, then SiLU when asked. `input` and `out` are `[pixels, channels]`.
-pub fn pixel_norm<R: Runtime>(
+pub fn pixel_norm<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (pixels, channels): (usize, usize),
@@ -152,7 +153,7 @@ pub fn pixel_norm<R: Runtime>(
     let (count, dim) = grid(pixels);
     // SAFETY: lanes read and write channels below `channels` of pixels below `pixels`.
     unsafe {
-        pixel_norm_kernel::launch_unchecked(
+        pixel_norm_kernel::launch_unchecked::<E, R>(
             client,
             count,
             dim,
@@ -169,7 +170,7 @@ pub fn pixel_norm<R: Runtime>(
 }
 
 /// LayerNorm over the channels of each pixel (biased variance), with affine `weight`, `bias`.
-pub fn layer_norm<R: Runtime>(
+pub fn layer_norm<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (pixels, channels): (usize, usize),
@@ -186,7 +187,7 @@ pub fn layer_norm<R: Runtime>(
     let (count, dim) = grid(pixels);
     // SAFETY: as for `pixel_norm`.
     unsafe {
-        layer_norm_kernel::launch_unchecked(
+        layer_norm_kernel::launch_unchecked::<E, R>(
             client,
             count,
             dim,
@@ -246,42 +247,58 @@ pub fn layer_norm_reference(input: &[f32], channels: usize, weight: &[f32], bias
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{Rng, assert_close, client, poisoned_f32, read_f32};
+    use crate::test_util::{Rng, assert_close, client, has_f16, poisoned, read_as_f32, rounded};
 
     #[test]
     fn pixel_norm_matches_reference() {
-        let client = client();
-        let mut rng = Rng::new(51);
-        for case in 0..8 {
-            let (pixels, channels) = (rng.range(1, 50), [1, 7, 32, 33, 128, 300][case % 6]);
-            let data = rng.vec_f32(pixels * channels, -3.0, 3.0);
-            let scale = rng.vec_f32(channels, 0.5, 1.5);
-            let shift = rng.vec_f32(channels, -0.5, 0.5);
-            let (ada, silu) = (case % 2 == 1, case % 4 >= 2);
-            let input = DeviceBuffer::from_f32(&client, &data);
-            let (s, t) = (DeviceBuffer::from_f32(&client, &scale), DeviceBuffer::from_f32(&client, &shift));
-            let out = poisoned_f32(&client, data.len());
-            pixel_norm(&client, &input, (pixels, channels), ada.then_some((&s, &t)), silu, &out);
-            let want = pixel_norm_reference(&data, channels, ada.then_some((&scale[..], &shift[..])), silu);
-            assert_close(&read_f32(&client, out.handle), &want, 1e-5, &format!("case {case}"));
+        pixel_norm_check::<f32>(1e-5);
+        if has_f16() {
+            pixel_norm_check::<half::f16>(1e-2);
         }
     }
 
     #[test]
     fn layer_norm_matches_reference() {
+        layer_norm_check::<f32>(1e-5);
+        if has_f16() {
+            layer_norm_check::<half::f16>(1e-2);
+        }
+    }
+
+    fn pixel_norm_check<E: Element>(tolerance: f64) {
+        let client = client();
+        let mut rng = Rng::new(51);
+        for case in 0..8 {
+            let (pixels, channels) = (rng.range(1, 50), [1, 7, 32, 33, 128, 300][case % 6]);
+            let data = rounded::<E>(rng.vec_f32(pixels * channels, -3.0, 3.0));
+            let scale = rounded::<E>(rng.vec_f32(channels, 0.5, 1.5));
+            let shift = rounded::<E>(rng.vec_f32(channels, -0.5, 0.5));
+            let (ada, silu) = (case % 2 == 1, case % 4 >= 2);
+            let input = DeviceBuffer::from_f32_as::<_, E>(&client, &data);
+            let s = DeviceBuffer::from_f32_as::<_, E>(&client, &scale);
+            let t = DeviceBuffer::from_f32_as::<_, E>(&client, &shift);
+            let out = poisoned::<E>(&client, data.len());
+            pixel_norm::<_, E>(&client, &input, (pixels, channels), ada.then_some((&s, &t)), silu, &out);
+            let want = pixel_norm_reference(&data, channels, ada.then_some((&scale[..], &shift[..])), silu);
+            assert_close(&read_as_f32::<E>(&client, out.handle), &want, tolerance, &format!("case {case}"));
+        }
+    }
+
+    fn layer_norm_check<E: Element>(tolerance: f64) {
         let client = client();
         let mut rng = Rng::new(52);
         for case in 0..6 {
             let (pixels, channels) = (rng.range(1, 40), [2, 31, 64, 257][case % 4]);
-            let data = rng.vec_f32(pixels * channels, -2.0, 4.0);
-            let weight = rng.vec_f32(channels, 0.5, 1.5);
-            let bias = rng.vec_f32(channels, -0.5, 0.5);
-            let input = DeviceBuffer::from_f32(&client, &data);
-            let (w, b) = (DeviceBuffer::from_f32(&client, &weight), DeviceBuffer::from_f32(&client, &bias));
-            let out = poisoned_f32(&client, data.len());
-            layer_norm(&client, &input, (pixels, channels), (&w, &b), 1e-6, &out);
+            let data = rounded::<E>(rng.vec_f32(pixels * channels, -2.0, 4.0));
+            let weight = rounded::<E>(rng.vec_f32(channels, 0.5, 1.5));
+            let bias = rounded::<E>(rng.vec_f32(channels, -0.5, 0.5));
+            let input = DeviceBuffer::from_f32_as::<_, E>(&client, &data);
+            let w = DeviceBuffer::from_f32_as::<_, E>(&client, &weight);
+            let b = DeviceBuffer::from_f32_as::<_, E>(&client, &bias);
+            let out = poisoned::<E>(&client, data.len());
+            layer_norm::<_, E>(&client, &input, (pixels, channels), (&w, &b), 1e-6, &out);
             let want = layer_norm_reference(&data, channels, &weight, &bias, 1e-6);
-            assert_close(&read_f32(&client, out.handle), &want, 1e-5, &format!("case {case}"));
+            assert_close(&read_as_f32::<E>(&client, out.handle), &want, tolerance, &format!("case {case}"));
         }
     }
 }

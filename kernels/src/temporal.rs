@@ -10,7 +10,9 @@
 
 use cubecl::prelude::*;
 
-use crate::DeviceBuffer;
+use std::marker::PhantomData;
+
+use crate::{DeviceBuffer, Element};
 use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, conv};
 use crate::copy::copy;
 
@@ -21,7 +23,8 @@ pub struct Frames {
     pub frames: usize,
 }
 
-pub struct TemporalConv3d {
+/// Holds its cache in `E`, the element type of its weights and activations.
+pub struct TemporalConv3d<E: Element> {
     weights: ConvWeights,
     padding: Padding,
     causal: bool,
@@ -31,11 +34,22 @@ pub struct TemporalConv3d {
     cache: Option<Frames>,
     started: bool,
     finished: bool,
+    elem: PhantomData<E>,
 }
 
-impl TemporalConv3d {
+impl<E: Element> TemporalConv3d<E> {
     pub fn new(weights: ConvWeights, (height, width): (usize, usize), padding: Padding, causal: bool) -> Self {
-        Self { weights, padding, causal, height, width, cache: None, started: false, finished: false }
+        Self {
+            weights,
+            padding,
+            causal,
+            height,
+            width,
+            cache: None,
+            started: false,
+            finished: false,
+            elem: PhantomData,
+        }
     }
 
     pub fn weights(&self) -> &ConvWeights {
@@ -64,7 +78,7 @@ impl TemporalConv3d {
         assert!(!self.finished, "push after the end of the stream");
         let cin = self.weights.cin;
         let frame_len = self.height * self.width * cin;
-        let empty = DeviceBuffer::empty_f32(client, 0);
+        let empty = DeviceBuffer::empty::<R, E>(client, 0);
         let body = match body {
             Some(b) => {
                 assert!(b.len >= frames * frame_len, "fewer values than frames");
@@ -114,14 +128,14 @@ impl TemporalConv3d {
         } else {
             // Keep the last two padded frames for the next push.
             let keep = &table[table.len().saturating_sub(2)..];
-            let buffer = DeviceBuffer::empty_f32(client, keep.len() * frame_len);
+            let buffer = DeviceBuffer::empty::<R, E>(client, keep.len() * frame_len);
             for (i, &f) in keep.iter().enumerate() {
                 let f = f as usize;
                 let (src, at) = match &cache {
                     Some(c) if f < head_frames => (&c.buffer, f),
                     _ => (body, f - head_frames),
                 };
-                copy(client, src, at * frame_len, &buffer, i * frame_len, frame_len);
+                copy::<R, E>(client, src, at * frame_len, &buffer, i * frame_len, frame_len);
             }
             self.cache = Some(Frames { buffer, frames: keep.len() });
         }
@@ -145,7 +159,7 @@ impl TemporalConv3d {
         }
         let out_frames = table.len() + 1 - kt;
         let cout = self.weights.cout;
-        let out = DeviceBuffer::empty_f32(client, out_frames * self.height * self.width * cout);
+        let out = DeviceBuffer::empty::<R, E>(client, out_frames * self.height * self.width * cout);
         let input = ConvInput {
             head,
             head_frames,
@@ -162,7 +176,7 @@ impl TemporalConv3d {
             activation,
             residual: residual.map(|(r, scale)| (r, cout, scale)),
         };
-        conv(client, &self.weights, &input, &output, self.padding);
+        conv::<R, E>(client, &self.weights, &input, &output, self.padding);
         Some(Frames { buffer: out, frames: out_frames })
     }
 }
@@ -176,7 +190,7 @@ mod tests {
     /// Feeds `x` (`t` frames) in pushes of the given sizes (then an end), returns all output.
     fn run_chunked(
         client: &ComputeClient<crate::test_util::TestRuntime>,
-        conv: &mut TemporalConv3d,
+        conv: &mut TemporalConv3d<f32>,
         x: &[f32],
         frame_len: usize,
         sizes: &[usize],
@@ -229,7 +243,8 @@ mod tests {
                 let x = rng.vec_f32(t * frame_len, -1.0, 1.0);
                 let torch_weights = rng.vec_f32(cout * cin * 27, -0.5, 0.5);
                 let bias = rng.vec_f32(cout, -0.5, 0.5);
-                let weights = ConvWeights::upload(&client, &torch_weights, Some(&bias), None, (cout, cin, 3, 3));
+                let weights =
+                    ConvWeights::upload::<_, f32>(&client, &torch_weights, Some(&bias), None, (cout, cin, 3, 3));
                 let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Reflect, causal);
 
                 let frames: Vec<&[f32]> = (0..t).map(|i| &x[i * frame_len..(i + 1) * frame_len]).collect();
@@ -272,8 +287,8 @@ mod tests {
     fn first_push_lags_one_frame_when_not_causal() {
         let client = client();
         let (h, w, c) = (2, 2, 1);
-        let weights = ConvWeights::upload(&client, &vec![0.1; 27], None, None, (c, c, 3, 3));
-        let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Zeros, false);
+        let weights = ConvWeights::upload::<_, f32>(&client, &vec![0.1; 27], None, None, (c, c, 3, 3));
+        let mut conv = TemporalConv3d::<f32>::new(weights, (h, w), Padding::Zeros, false);
         let x = DeviceBuffer::from_f32(&client, &vec![1.0; 3 * h * w * c]);
         let emitted = |f: Option<Frames>| f.map_or(0, |f| f.frames);
         assert_eq!(emitted(conv.push(&client, Some(&x), 3, false, Activation::None, None)), 2);

@@ -62,3 +62,23 @@ pub fn assert_close(got: &[f32], want: &[f64], rel: f64, what: &str) {
         );
     }
 }
+
+/// Reads `E` values back as f32.
+pub fn read_as_f32<E: crate::Element>(client: &ComputeClient<TestRuntime>, handle: Handle) -> Vec<f32> {
+    E::from_bytes(&client.read_one_unchecked(handle)).iter().map(|v| v.widen()).collect()
+}
+
+/// Rounds to `E` and back, so a reference sees the inputs a kernel sees.
+pub fn rounded<E: crate::Element>(v: Vec<f32>) -> Vec<f32> {
+    v.into_iter().map(|x| E::round_from(x).widen()).collect()
+}
+
+/// A fresh buffer of `len` NaN in `E`, so unwritten outputs are caught.
+pub fn poisoned<E: crate::Element>(client: &ComputeClient<TestRuntime>, len: usize) -> crate::DeviceBuffer {
+    crate::DeviceBuffer::from_f32_as::<_, E>(client, &vec![f32::NAN; len])
+}
+
+/// Whether the test device computes with f16.
+pub fn has_f16() -> bool {
+    crate::supports::<TestRuntime, half::f16>(&client())
+}
