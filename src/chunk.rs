@@ -71,7 +71,7 @@ impl Chunk {
                 data.len()
             )));
         }
-        Self::new(device, device.upload(data), shape, first_frame)
+        Self::new(device, device.upload(data)?, shape, first_frame)
     }
 
     pub fn shape(&self) -> Shape {
@@ -145,7 +145,7 @@ impl Chunk {
             return Ok(self.clone());
         }
         let len = frames * self.frame_len();
-        let out = self.device.alloc(len);
+        let out = self.device.alloc(len)?;
         with_client!(self.device, client => {
             copy::<_, f32>(client, &self.buffer, start * self.frame_len(), &out, 0, len)
         });
@@ -178,7 +178,7 @@ impl Chunk {
             frames += c.frames();
         }
         let device = &first.device;
-        let out = device.alloc(frames * frame_len);
+        let out = device.alloc(frames * frame_len)?;
         let mut at = 0;
         for c in chunks {
             let len = c.frames() * frame_len;

@@ -237,15 +237,49 @@ impl Device {
         f(&self.backend)
     }
 
+    /// The largest buffer a kernel can bind, in bytes.
+    pub fn max_buffer_bytes(&self) -> u64 {
+        with_client!(self, client => client.properties().memory.max_page_size)
+    }
+
+    /// Checks that `bytes` fit in one buffer; `what` names the buffer in the error.
+    pub fn check_buffer(&self, bytes: usize, what: &str) -> Result<()> {
+        let max = self.max_buffer_bytes();
+        if bytes as u64 > max {
+            return Err(Error::Device(format!(
+                "{what} needs {:.1} MiB in one buffer, over this device's {:.1} MiB limit \
+                 ({}): use smaller chunks",
+                bytes as f64 / (1 << 20) as f64,
+                max as f64 / (1 << 20) as f64,
+                self.info().adapter
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that `frames` frames of `frame_values` f32 values fit in one buffer.
+    pub fn check_frames(&self, frames: usize, frame_values: usize, what: &str) -> Result<()> {
+        let frame_bytes = frame_values * 4;
+        self.check_buffer(frames * frame_bytes, what).map_err(|e| match e {
+            Error::Device(message) => {
+                let fit = self.max_buffer_bytes() as usize / frame_bytes.max(1);
+                Error::Device(format!("{message} of at most {fit} frames"))
+            }
+            other => other,
+        })
+    }
+
     /// Uploads f32 data.
-    pub fn upload(&self, data: &[f32]) -> DeviceBuffer {
-        with_client!(self, client => DeviceBuffer::from_f32(client, data))
+    pub fn upload(&self, data: &[f32]) -> Result<DeviceBuffer> {
+        self.check_buffer(data.len() * 4, "an upload")?;
+        Ok(with_client!(self, client => DeviceBuffer::from_f32(client, data)))
     }
 
     /// Uploads bytes as `u32` words (the last one zero-padded).
-    pub fn upload_bytes(&self, bytes: &[u8]) -> DeviceBuffer {
+    pub fn upload_bytes(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
+        self.check_buffer(bytes.len(), "an upload")?;
         let words = bytes.len().div_ceil(4);
-        with_client!(self, client => {
+        Ok(with_client!(self, client => {
             if bytes.len() % 4 == 0 && !bytes.is_empty() {
                 DeviceBuffer::new(client.create_from_slice(bytes), words)
             } else {
@@ -253,21 +287,23 @@ impl Device {
                 padded.resize(words.max(1) * 4, 0);
                 DeviceBuffer::new(client.create_from_slice(&padded), words)
             }
-        })
+        }))
     }
 
     /// Allocates `len` uninitialised f32.
-    pub fn alloc(&self, len: usize) -> DeviceBuffer {
-        with_client!(self, client => DeviceBuffer::empty_f32(client, len))
+    pub fn alloc(&self, len: usize) -> Result<DeviceBuffer> {
+        self.check_buffer(len * 4, "a buffer")?;
+        Ok(with_client!(self, client => DeviceBuffer::empty_f32(client, len)))
     }
 
     /// Allocates `frames` frames of `frame_len` values in a buffer with room for
     /// `chunk_frames`: the short last chunk of a stream then reuses the slots of the full
     /// ones instead of growing the pool.
-    pub fn alloc_frames(&self, frames: usize, frame_len: usize, chunk_frames: usize) -> DeviceBuffer {
-        with_client!(self, client => {
+    pub fn alloc_frames(&self, frames: usize, frame_len: usize, chunk_frames: usize) -> Result<DeviceBuffer> {
+        self.check_frames(frames.max(chunk_frames), frame_len, "a chunk")?;
+        Ok(with_client!(self, client => {
             DeviceBuffer::empty_f32_with_room(client, frames * frame_len, chunk_frames * frame_len)
-        })
+        }))
     }
 
     /// Reads buffers back in one transfer, without blocking the calling thread.

@@ -46,6 +46,16 @@ pub enum Activation {
     Silu,
 }
 
+/// How the GEMM is scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Shared-memory tiles (GPUs).
+    Tiled,
+    /// Register tiles from global memory, no barriers (CPUs running compute shaders, e.g.
+    /// lavapipe, where a barrier costs a context switch per invocation).
+    Direct,
+}
+
 /// Compile-time shape of a convolution kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvConfig {
@@ -66,6 +76,9 @@ const TM: u32 = 4;
 const TN: u32 = 4;
 /// Threads per cube side (BM / TM = BN / TN = 16).
 const THREADS: u32 = 16;
+/// Pixels and output channels of one thread of the direct strategy.
+const DM: u32 = 8;
+const DN: u32 = 8;
 
 /// The in-range coordinate that padded coordinate `v` of a side of length `len` reads, or
 /// `len` where it reads zeros.
@@ -110,6 +123,7 @@ fn conv_kernel<F: Float>(
     out_stride: u32,
     out_offset: u32,
     residual_stride: u32,
+    residual_offset: u32,
     leaky_slope: f32,
     residual_scale: f32,
     #[comptime] kernel: ConvConfig,
@@ -228,18 +242,10 @@ fn conv_kernel<F: Float>(
             for j in 0..TN {
                 let co = n0 + tx * TN + j;
                 if co < cout {
-                    let mut v = acc[(i * TN + j) as usize] + f32::cast_from(bias[co as usize]);
-                    if comptime!(kernel.act == 1) {
-                        v = select(v >= 0.0f32, v, v * leaky_slope);
-                    } else if comptime!(kernel.act == 2) {
-                        v = select(v >= 0.0f32, v, v * f32::cast_from(slopes[co as usize]));
-                    } else if comptime!(kernel.act == 3) {
-                        v = v / (1.0f32 + f32::exp(-v));
-                    }
-                    if comptime!(kernel.residual) {
-                        let r = f32::cast_from(residual[(m * residual_stride + co) as usize]);
-                        v = r + residual_scale * v;
-                    }
+                    let v = epilogue(
+                        acc[(i * TN + j) as usize], co, bias, slopes, residual,
+                        residual_stride * m + residual_offset, leaky_slope, residual_scale, kernel,
+                    );
                     output[(m * out_stride + out_offset + co) as usize] = F::cast_from(v);
                 }
             }
@@ -247,7 +253,158 @@ fn conv_kernel<F: Float>(
     }
 }
 
-/// Weights in the kernel's layout and element type, with bias and PReLU slopes.
+/// Bias, activation and scaled residual of output channel `co`; the residual of this pixel
+/// starts at `residual_at`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn epilogue<F: Float>(
+    acc: f32,
+    co: u32,
+    bias: &Array<F>,
+    slopes: &Array<F>,
+    residual: &Array<F>,
+    residual_at: u32,
+    leaky_slope: f32,
+    residual_scale: f32,
+    #[comptime] kernel: ConvConfig,
+) -> f32 {
+    let mut v = acc + f32::cast_from(bias[co as usize]);
+    if comptime!(kernel.act == 1) {
+        v = select(v >= 0.0f32, v, v * leaky_slope);
+    } else if comptime!(kernel.act == 2) {
+        v = select(v >= 0.0f32, v, v * f32::cast_from(slopes[co as usize]));
+    } else if comptime!(kernel.act == 3) {
+        v = v / (1.0f32 + f32::exp(0.0f32 - v));
+    }
+    if comptime!(kernel.residual) {
+        let r = f32::cast_from(residual[(residual_at + co) as usize]);
+        v = r + residual_scale * v;
+    }
+    v
+}
+
+/// Register tiles read straight from global memory, no shared memory and no barriers: for
+/// devices where a barrier costs more than the reuse it buys (CPUs running compute shaders,
+/// where a barrier switches context per invocation). A thread computes DM pixels × DN output
+/// channels; x runs over channel groups, y over pixel groups.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn conv_direct_kernel<F: Float>(
+    head: &Array<F>,
+    body: &Array<F>,
+    table: &Array<u32>,
+    weights: &Array<F>,
+    bias: &Array<F>,
+    slopes: &Array<F>,
+    residual: &Array<F>,
+    output: &mut Array<F>,
+    head_frames: u32,
+    out_frames: u32,
+    height: u32,
+    width: u32,
+    cin: u32,
+    cout: u32,
+    in_stride: u32,
+    out_stride: u32,
+    out_offset: u32,
+    residual_stride: u32,
+    residual_offset: u32,
+    leaky_slope: f32,
+    residual_scale: f32,
+    first_pixel: u32,
+    #[comptime] kernel: ConvConfig,
+) {
+    let plane = height * width;
+    let pixels = out_frames * plane;
+    let n0 = ABSOLUTE_POS_X * DN;
+    let m0 = first_pixel + ABSOLUTE_POS_Y * DM;
+    if n0 < cout && m0 < pixels {
+        let pad = comptime!(((kernel.k - 1) / 2) as i32);
+        let mut acc = Array::<f32>::new(comptime!((DM * DN) as usize));
+        #[unroll]
+        for i in 0..DM * DN {
+            acc[i as usize] = 0.0f32;
+        }
+        let mut src = Array::<u32>::new(comptime!(DM as usize));
+        let taps = comptime!(kernel.kt * kernel.k * kernel.k);
+        for tap in 0..taps {
+            let dt = tap / comptime!(kernel.k * kernel.k);
+            let dy = (tap / comptime!(kernel.k)) % comptime!(kernel.k);
+            let dx = tap % comptime!(kernel.k);
+            #[unroll]
+            for i in 0..DM {
+                let m = m0 + i;
+                let mut s = 0xFFFF_FFFFu32; // ZERO_SOURCE
+                if m < pixels {
+                    let t = m / plane;
+                    let rest = m % plane;
+                    let y = pad_index((rest / width) as i32 + dy as i32 - pad, height as i32, kernel.padding);
+                    let x = pad_index((rest % width) as i32 + dx as i32 - pad, width as i32, kernel.padding);
+                    if y < height as i32 && x < width as i32 {
+                        let frame = table[(t + dt) as usize];
+                        let pixel = (y as u32 * width + x as u32) * in_stride;
+                        s = select(
+                            frame < head_frames,
+                            frame * plane * in_stride + pixel,
+                            BODY_SOURCE | ((frame - head_frames) * plane * in_stride + pixel),
+                        );
+                    }
+                }
+                src[i as usize] = s;
+            }
+            let wrow = tap * cin * cout;
+            for ci in 0..cin {
+                let mut b = Array::<f32>::new(comptime!(DN as usize));
+                #[unroll]
+                for j in 0..DN {
+                    let co = n0 + j;
+                    let mut v = 0.0f32;
+                    if co < cout {
+                        v = f32::cast_from(weights[(wrow + ci * cout + co) as usize]);
+                    }
+                    b[j as usize] = v;
+                }
+                #[unroll]
+                for i in 0..DM {
+                    let s = src[i as usize];
+                    let mut a = 0.0f32;
+                    if s != ZERO_SOURCE {
+                        if s < BODY_SOURCE {
+                            a = f32::cast_from(head[(s + ci) as usize]);
+                        } else {
+                            a = f32::cast_from(body[((s ^ BODY_SOURCE) + ci) as usize]);
+                        }
+                    }
+                    #[unroll]
+                    for j in 0..DN {
+                        acc[(i * DN + j) as usize] += a * b[j as usize];
+                    }
+                }
+            }
+        }
+        #[unroll]
+        for i in 0..DM {
+            let m = m0 + i;
+            if m < pixels {
+                #[unroll]
+                for j in 0..DN {
+                    let co = n0 + j;
+                    if co < cout {
+                        let v = epilogue(
+                            acc[(i * DN + j) as usize], co, bias, slopes, residual,
+                            residual_stride * m + residual_offset, leaky_slope, residual_scale,
+                            kernel,
+                        );
+                        output[(m * out_stride + out_offset + co) as usize] = F::cast_from(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Weights in the kernel's layout and element type, with bias and PReLU slopes, split into
+/// groups of output channels so each group's buffer fits the device's largest binding.
 pub struct ConvWeights {
     /// The element type everything is stored in.
     elem: TypeId,
@@ -255,22 +412,35 @@ pub struct ConvWeights {
     pub k: usize,
     pub cin: usize,
     pub cout: usize,
-    /// `[tap][ci][co]`.
-    pub weights: DeviceBuffer,
-    pub bias: DeviceBuffer,
-    /// Per output channel (PReLU); one zero otherwise.
-    pub slopes: DeviceBuffer,
+    groups: Vec<WeightGroup>,
 }
 
-/// PyTorch's `[co][ci][kt][k][k]` (or `[co][ci][k][k]` with kt = 1) → `[tap][ci][co]`.
-pub fn gemm_layout(weights: &[f32], cout: usize, cin: usize, kt: usize, k: usize) -> Vec<f32> {
+/// Output channels `first .. first + count`.
+struct WeightGroup {
+    first: usize,
+    count: usize,
+    /// `[tap][ci][co]` over the group's channels.
+    weights: DeviceBuffer,
+    bias: DeviceBuffer,
+    /// One per channel for PReLU; one zero otherwise.
+    slopes: DeviceBuffer,
+}
+
+/// PyTorch's `[co][ci][kt][k][k]` (or `[co][ci][k][k]` with kt = 1) → `[tap][ci][co]` for the
+/// output channels in `channels`.
+pub fn gemm_layout(
+    weights: &[f32],
+    (cout, cin, kt, k): (usize, usize, usize, usize),
+    channels: std::ops::Range<usize>,
+) -> Vec<f32> {
     assert_eq!(weights.len(), cout * cin * kt * k * k, "weight count");
     let taps = kt * k * k;
-    let mut out = vec![0.0; weights.len()];
-    for co in 0..cout {
+    let n = channels.len();
+    let mut out = vec![0.0; taps * cin * n];
+    for (j, co) in channels.enumerate() {
         for ci in 0..cin {
             for tap in 0..taps {
-                out[(tap * cin + ci) * cout + co] = weights[(co * cin + ci) * taps + tap];
+                out[(tap * cin + ci) * n + j] = weights[(co * cin + ci) * taps + tap];
             }
         }
     }
@@ -284,24 +454,54 @@ impl ConvWeights {
         torch_weights: &[f32],
         bias: Option<&[f32]>,
         slopes: Option<&[f32]>,
+        shape: (usize, usize, usize, usize),
+    ) -> Self {
+        let limit = client.properties().memory.max_page_size as usize;
+        Self::upload_within::<R, E>(client, torch_weights, bias, slopes, shape, limit)
+    }
+
+    /// As [`upload`](Self::upload), with weight buffers of at most `limit` bytes.
+    pub fn upload_within<R: Runtime, E: Element>(
+        client: &ComputeClient<R>,
+        torch_weights: &[f32],
+        bias: Option<&[f32]>,
+        slopes: Option<&[f32]>,
         (cout, cin, kt, k): (usize, usize, usize, usize),
+        limit: usize,
     ) -> Self {
         assert!(matches!(kt, 1 | 3) && matches!(k, 1 | 3), "kernels of 1 or 3 taps");
         let zeros = vec![0.0f32; cout];
         let bias = bias.unwrap_or(&zeros);
         assert_eq!(bias.len(), cout, "bias length");
-        let slopes = slopes.unwrap_or(&zeros[..1]);
-        let gemm = gemm_layout(torch_weights, cout, cin, kt, k);
-        Self {
-            elem: TypeId::of::<E>(),
-            kt,
-            k,
-            cin,
-            cout,
-            weights: DeviceBuffer::from_f32_as::<R, E>(client, &gemm),
-            bias: DeviceBuffer::from_f32_as::<R, E>(client, bias),
-            slopes: DeviceBuffer::from_f32_as::<R, E>(client, slopes),
+        if let Some(slopes) = slopes {
+            assert_eq!(slopes.len(), cout, "one PReLU slope per output channel");
         }
+        let per_channel = kt * k * k * cin * size_of::<E>();
+        let mut per_group = (limit / per_channel).min(cout);
+        assert!(per_group > 0, "one output channel's weights exceed the device's largest buffer");
+        if per_group < cout && per_group >= BN as usize {
+            per_group -= per_group % BN as usize;
+        }
+        let upload = |v: &[f32]| DeviceBuffer::from_f32_as::<R, E>(client, v);
+        let groups = (0..cout)
+            .step_by(per_group)
+            .map(|first| {
+                let range = first..(first + per_group).min(cout);
+                WeightGroup {
+                    first,
+                    count: range.len(),
+                    weights: upload(&gemm_layout(torch_weights, (cout, cin, kt, k), range.clone())),
+                    bias: upload(&bias[range.clone()]),
+                    slopes: upload(slopes.map_or(&zeros[..1], |s| &s[range])),
+                }
+            })
+            .collect();
+        Self { elem: TypeId::of::<E>(), kt, k, cin, cout, groups }
+    }
+
+    /// Whether PReLU slopes were given.
+    fn has_slopes(&self) -> bool {
+        self.groups.iter().all(|g| g.slopes.len == g.count)
     }
 }
 
@@ -336,6 +536,7 @@ pub fn conv<R: Runtime, E: Element>(
     input: &ConvInput,
     output: &ConvOutput,
     padding: Padding,
+    strategy: Strategy,
 ) {
     assert!(weights.elem == TypeId::of::<E>(), "weights uploaded as another element type");
     let (h, w) = (input.height, input.width);
@@ -367,7 +568,7 @@ pub fn conv<R: Runtime, E: Element>(
         Activation::None => (0, 0.0),
         Activation::LeakyRelu(s) => (1, s),
         Activation::PRelu => {
-            assert_eq!(weights.slopes.len, weights.cout, "PReLU needs one slope per channel");
+            assert!(weights.has_slopes(), "PReLU needs one slope per channel");
             (2, 0.0)
         }
         Activation::Silu => (3, 0.0),
@@ -375,9 +576,9 @@ pub fn conv<R: Runtime, E: Element>(
     let (residual, residual_stride, scale) = match output.residual {
         Some((r, stride, scale)) => {
             assert!(r.len >= pixels * stride && stride >= weights.cout, "residual size");
-            (r, stride, scale)
+            (Some(r), stride, scale)
         }
-        None => (&weights.bias, 0, 0.0),
+        None => (None, 0, 0.0),
     };
     let kernel = ConvConfig {
         kt: weights.kt as u32,
@@ -388,40 +589,62 @@ pub fn conv<R: Runtime, E: Element>(
     };
     let table = DeviceBuffer::from_u32(client, input.table);
     let head = input.head.unwrap_or(input.body);
-    let count = CubeCount::Static(
-        (pixels as u32).div_ceil(BM),
-        (weights.cout as u32).div_ceil(BN),
-        1,
-    );
-    // SAFETY: every read is bounds-checked against the sizes asserted above (frame table
-    // entries, strides, head/body/residual lengths); writes stay below `pixels × stride`.
-    unsafe {
-        conv_kernel::launch_unchecked::<E, R>(
-            client,
-            count,
-            CubeDim::new_2d(THREADS, THREADS),
-            head.arg(),
-            input.body.arg(),
-            table.arg(),
-            weights.weights.arg(),
-            weights.bias.arg(),
-            weights.slopes.arg(),
-            residual.arg(),
-            output.out.arg(),
-            input.head_frames as u32,
-            out_frames as u32,
-            h as u32,
-            w as u32,
-            weights.cin as u32,
-            weights.cout as u32,
-            input.stride as u32,
-            output.stride as u32,
-            output.offset as u32,
-            residual_stride as u32,
-            slope,
-            scale,
-            kernel,
-        );
+    for group in &weights.groups {
+        let residual = residual.unwrap_or(&group.bias);
+        macro_rules! launch {
+            ($kernel:ident, $count:expr, $dim:expr $(, $extra:expr)*) => {
+                // SAFETY: every read is bounds-checked against the sizes asserted above
+                // (frame table entries, strides, head/body/residual lengths); writes stay
+                // below `pixels × stride`, inside this group's channels.
+                unsafe {
+                    $kernel::launch_unchecked::<E, R>(
+                        client,
+                        $count,
+                        $dim,
+                        head.arg(),
+                        input.body.arg(),
+                        table.arg(),
+                        group.weights.arg(),
+                        group.bias.arg(),
+                        group.slopes.arg(),
+                        residual.arg(),
+                        output.out.arg(),
+                        input.head_frames as u32,
+                        out_frames as u32,
+                        h as u32,
+                        w as u32,
+                        weights.cin as u32,
+                        group.count as u32,
+                        input.stride as u32,
+                        output.stride as u32,
+                        (output.offset + group.first) as u32,
+                        residual_stride as u32,
+                        group.first as u32,
+                        slope,
+                        scale,
+                        $($extra,)*
+                        kernel,
+                    )
+                }
+            };
+        }
+        match strategy {
+            Strategy::Tiled => launch!(
+                conv_kernel,
+                CubeCount::Static((pixels as u32).div_ceil(BM), (group.count as u32).div_ceil(BN), 1),
+                CubeDim::new_2d(THREADS, THREADS)
+            ),
+            Strategy::Direct => {
+                // Pixel groups beyond the grid's y limit go to further launches.
+                let max_y = client.properties().hardware.max_cube_count.1 as usize;
+                let per_launch = max_y * (DM * 8) as usize;
+                for first in (0..pixels).step_by(per_launch) {
+                    let groups = ((pixels - first).min(per_launch) as u32).div_ceil(DM * 8);
+                    let count = CubeCount::Static((group.count as u32).div_ceil(DN * 8), groups, 1);
+                    launch!(conv_direct_kernel, count, CubeDim::new_2d(8, 8), first as u32);
+                }
+            }
+        }
     }
 }
 
@@ -507,6 +730,52 @@ mod tests {
     }
 
     #[test]
+    fn weight_groups_give_the_same_output() {
+        let client = client();
+        let mut rng = Rng::new(33);
+        let (cout, cin, h, w) = (70, 5, 4, 3);
+        let torch_weights = rng.vec_f32(cout * cin * 27, -0.5, 0.5);
+        let bias = rng.vec_f32(cout, -0.5, 0.5);
+        let slopes = rng.vec_f32(cout, 0.0, 0.5);
+        let x = DeviceBuffer::from_f32(&client, &rng.vec_f32(3 * h * w * cin, -1.0, 1.0));
+        let residual = DeviceBuffer::from_f32(&client, &rng.vec_f32(h * w * cout, -1.0, 1.0));
+        let run = |limit: usize| {
+            let weights = ConvWeights::upload_within::<_, f32>(
+                &client,
+                &torch_weights,
+                Some(&bias),
+                Some(&slopes),
+                (cout, cin, 3, 3),
+                limit,
+            );
+            let out = poisoned::<f32>(&client, h * w * (cout + 2));
+            let input = ConvInput {
+                head: None,
+                head_frames: 0,
+                body: &x,
+                table: &[0, 1, 2],
+                height: h,
+                width: w,
+                stride: cin,
+            };
+            let output = ConvOutput {
+                out: &out,
+                stride: cout + 2,
+                offset: 1,
+                activation: Activation::PRelu,
+                residual: Some((&residual, cout, 0.5)),
+            };
+            conv::<_, f32>(&client, &weights, &input, &output, Padding::Replicate, Strategy::Direct);
+            (weights.groups.len(), read_as_f32::<f32>(&client, out.handle))
+        };
+        let (one, whole) = run(usize::MAX);
+        let (many, grouped) = run(27 * cin * 4 * 9);
+        assert_eq!((one, many), (1, 8));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&whole), bits(&grouped));
+    }
+
+    #[test]
     fn matches_reference_in_f16() {
         if has_f16() {
             check::<half::f16>(1e-2, 8);
@@ -580,7 +849,8 @@ mod tests {
                 activation,
                 residual: residual_buf.as_ref().map(|r| (r, cout, 0.2)),
             };
-            conv::<_, E>(&client, &weights, &input, &output, padding);
+            let strategy = [Strategy::Tiled, Strategy::Direct][case % 2 ^ (case / 2) % 2];
+            conv::<_, E>(&client, &weights, &input, &output, padding, strategy);
             let got = read_as_f32::<E>(&client, out.handle);
             let frames: Vec<&[f32]> = table
                 .iter()
@@ -609,8 +879,8 @@ mod tests {
                 .flat_map(|px| px[out_offset..out_offset + cout].to_vec())
                 .collect();
             let what = format!(
-                "case {case}: {kt}x{k}x{k} {padding:?} {activation:?} {h}x{w} {cin}->{cout} \
-                 head {head_frames} body {body_frames} table {table:?}"
+                "case {case}: {strategy:?} {kt}x{k}x{k} {padding:?} {activation:?} {h}x{w} \
+                 {cin}->{cout} head {head_frames} body {body_frames} table {table:?}"
             );
             assert_close(&got_slice, &want, tolerance, &what);
             // Channels outside the slice stay untouched (still poisoned).

@@ -13,7 +13,7 @@ use cubecl::prelude::*;
 use std::marker::PhantomData;
 
 use crate::{DeviceBuffer, Element};
-use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, conv};
+use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Strategy, conv};
 use crate::copy::copy;
 
 /// Frames on the device: `frames × height × width × channels` values.
@@ -27,6 +27,7 @@ pub struct Frames {
 pub struct TemporalConv3d<E: Element> {
     weights: ConvWeights,
     padding: Padding,
+    strategy: Strategy,
     causal: bool,
     height: usize,
     width: usize,
@@ -38,10 +39,17 @@ pub struct TemporalConv3d<E: Element> {
 }
 
 impl<E: Element> TemporalConv3d<E> {
-    pub fn new(weights: ConvWeights, (height, width): (usize, usize), padding: Padding, causal: bool) -> Self {
+    pub fn new(
+        weights: ConvWeights,
+        (height, width): (usize, usize),
+        padding: Padding,
+        causal: bool,
+        strategy: Strategy,
+    ) -> Self {
         Self {
             weights,
             padding,
+            strategy,
             causal,
             height,
             width,
@@ -176,7 +184,7 @@ impl<E: Element> TemporalConv3d<E> {
             activation,
             residual: residual.map(|(r, scale)| (r, cout, scale)),
         };
-        conv::<R, E>(client, &self.weights, &input, &output, self.padding);
+        conv::<R, E>(client, &self.weights, &input, &output, self.padding, self.strategy);
         Some(Frames { buffer: out, frames: out_frames })
     }
 }
@@ -245,7 +253,8 @@ mod tests {
                 let bias = rng.vec_f32(cout, -0.5, 0.5);
                 let weights =
                     ConvWeights::upload::<_, f32>(&client, &torch_weights, Some(&bias), None, (cout, cin, 3, 3));
-                let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Reflect, causal);
+                let strategy = if t % 2 == 0 { Strategy::Tiled } else { Strategy::Direct };
+                let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Reflect, causal, strategy);
 
                 let frames: Vec<&[f32]> = (0..t).map(|i| &x[i * frame_len..(i + 1) * frame_len]).collect();
                 let mut padded = vec![frames[0]];
@@ -288,7 +297,7 @@ mod tests {
         let client = client();
         let (h, w, c) = (2, 2, 1);
         let weights = ConvWeights::upload::<_, f32>(&client, &vec![0.1; 27], None, None, (c, c, 3, 3));
-        let mut conv = TemporalConv3d::<f32>::new(weights, (h, w), Padding::Zeros, false);
+        let mut conv = TemporalConv3d::<f32>::new(weights, (h, w), Padding::Zeros, false, Strategy::Direct);
         let x = DeviceBuffer::from_f32(&client, &vec![1.0; 3 * h * w * c]);
         let emitted = |f: Option<Frames>| f.map_or(0, |f| f.frames);
         assert_eq!(emitted(conv.push(&client, Some(&x), 3, false, Activation::None, None)), 2);

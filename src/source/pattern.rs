@@ -72,7 +72,7 @@ impl Source for TestPattern {
             let mut start = 0u64;
             while start < total {
                 let frames = chunk.min(total - start) as usize;
-                let out = device.alloc_frames(frames, h * w * 3, chunk as usize);
+                let out = device.alloc_frames(frames, h * w * 3, chunk as usize)?;
                 with_client!(device, client => pattern(client, &params, start as u32, frames, &out));
                 yield Chunk::new(&device, out, [frames, h, w, 3], start)?;
                 start += frames as u64;

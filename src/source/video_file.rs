@@ -75,8 +75,8 @@ impl Source for VideoFile {
                 if host.bytes.len() != expected {
                     Err(Error::video(&path, Some(first), "the decoder returned a short frame"))?;
                 }
-                let packed = device.upload_bytes(&host.bytes);
-                let out = device.alloc_frames(host.frames, out_w * out_h * channels, chunk_frames);
+                let packed = device.upload_bytes(&host.bytes)?;
+                let out = device.alloc_frames(host.frames, out_w * out_h * channels, chunk_frames)?;
                 with_client!(device, client => {
                     unpack(client, &packed, (host.frames, height, width), probe.packed, &out)
                 });

@@ -77,13 +77,18 @@ impl Stage for Resize {
         }
         let device = request.device().clone();
         let (in_size, out_size, c) = ((info.height, info.width), (out_h, out_w), info.channels);
+        // The horizontal pass's intermediate, [frames, in_h, out_w, c], must fit one buffer.
+        let chunk_frames = request.chunk_frames();
+        if let Err(e) = device.check_frames(chunk_frames, info.height * out_w * c, "a resize pass") {
+            return crate::stream::failed(e);
+        }
         let plan = Arc::new(with_client!(device, client => {
             ResizePlan::new(client, in_size, out_size, c, self.filter, request.chunk_frames())
         }));
         Box::pin(upstream.map(move |chunk| {
             let chunk = chunk?;
             let frames = chunk.frames();
-            let out = device.alloc_frames(frames, out_w * out_h * c, plan.chunk_frames);
+            let out = device.alloc_frames(frames, out_w * out_h * c, plan.chunk_frames)?;
             with_client!(device, client => resize(client, &plan, chunk.buffer(), frames, &out));
             Chunk::new(&device, out, [frames, out_h, out_w, c], chunk.first_frame())
         }))

@@ -138,7 +138,7 @@ impl VideoWriter {
     pub async fn write(&mut self, chunk: &Chunk) -> Result<()> {
         let device = chunk.device();
         let [frames, h, w, c] = chunk.shape();
-        let flags = device.upload_bytes(&vec![0; frames * 4]);
+        let flags = device.upload_bytes(&vec![0; frames * 4])?;
         let samples = with_client!(device, client => {
             let room = self.format.words(self.chunk_frames.max(frames), w, h);
             let samples = DeviceBuffer::new(

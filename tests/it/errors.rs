@@ -70,3 +70,22 @@ fn chunks_check_their_shape() {
     assert!(Chunk::from_host(&device, &[0.0; 11], [1, 2, 2, 3], 0).is_err());
     assert!(Chunk::from_host(&device, &[0.0; 8], [1, 2, 2, 2], 0).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_over_the_device_buffer_limit_are_refused() {
+    let device = crate::common::device();
+    let (w, h) = (640, 360);
+    let frame_bytes = (w * h * 3 * 4) as u64;
+    let too_many = (device.max_buffer_bytes() / frame_bytes + 1) as usize;
+    let pattern = TestPattern::new(w, h, too_many as u64).unwrap();
+    let request = OpenRequest::new(&device).with_chunk_frames(too_many);
+    match drain(&pattern, &request).await {
+        Err(Error::Device(message)) => {
+            assert!(message.contains("smaller chunks of at most"), "{message}");
+        }
+        other => panic!("expected a device error, got {other:?}"),
+    }
+    // The device is still usable afterwards.
+    let ok = drain(&pattern, &OpenRequest::new(&device).with_chunk_frames(2)).await.unwrap();
+    assert_eq!(ok.frames, too_many as u64);
+}
