@@ -56,14 +56,14 @@ fn wanted(options: &Options, name: &str) -> bool {
     options.filter.as_deref().is_none_or(|pattern| name.contains(pattern))
 }
 
-fn io_suite<R: Runtime>(client: &ComputeClient<R>, options: &Options, rows: &mut Vec<Row>) {
+fn io_suite<R: Runtime>(client: &ComputeClient<R>, options: &Options) {
     let (frames, h, w, c) = (8usize, 720usize, 1280usize, 3usize);
     let values = frames * h * w * c;
     let f32s = |n: usize| (n * 4) as f64;
     let frames_in = DeviceBuffer::from_f32(client, &vec![0.5; values]);
-    let mut run = |name: String, bytes: f64, f: &mut dyn FnMut()| {
+    let run = |name: String, bytes: f64, f: &mut dyn FnMut()| {
         if wanted(options, &name) {
-            rows.push(Row { ms: time(client, f), name, flops: 0.0, bytes });
+            print_row(&Row { ms: time(client, f), name, flops: 0.0, bytes }, options);
         }
     };
 
@@ -133,7 +133,7 @@ const SHAPES: [ConvShape; 14] = [
     ConvShape { name: "rrdb 64->64 @512x512", cin: 64, cout: 64, h: 512, w: 512, kt: 1, k: 3 },
 ];
 
-fn conv_suite<R: Runtime, E: Element>(client: &ComputeClient<R>, options: &Options, rows: &mut Vec<Row>) {
+fn conv_suite<R: Runtime, E: Element>(client: &ComputeClient<R>, options: &Options) {
     let elem = size_of::<E>() as f64;
     for s in &SHAPES {
         if !wanted(options, s.name) {
@@ -142,6 +142,11 @@ fn conv_suite<R: Runtime, E: Element>(client: &ComputeClient<R>, options: &Optio
         // LTX layers run on `frames` frames with their 2-frame halo; RRDB on one tile.
         let out_frames = if s.kt == 3 { options.frames } else { 1 };
         let in_frames = out_frames + s.kt - 1;
+        let largest = (in_frames * s.cin).max(out_frames * s.cout) * s.h * s.w * size_of::<E>();
+        if largest as u64 > client.properties().memory.max_page_size {
+            println!("| {} | skipped: a {:.0} MiB buffer is over the device's limit |", s.name, largest as f64 / 1048576.0);
+            continue;
+        }
         let input = DeviceBuffer::from_f32_as::<R, E>(client, &vec![0.25; in_frames * s.h * s.w * s.cin]);
         let weights = ConvWeights::upload::<R, E>(
             client,
@@ -179,24 +184,24 @@ fn conv_suite<R: Runtime, E: Element>(client: &ComputeClient<R>, options: &Optio
                 conv::<R, E>(client, &weights, &conv_input, &conv_output, Padding::Zeros, *strategy)
             });
             let name = format!("{} x{out_frames} {strategy:?}", s.name);
-            rows.push(Row { name, ms, flops, bytes });
+            print_row(&Row { name, ms, flops, bytes }, options);
         }
     }
 }
 
+fn print_row(r: &Row, options: &Options) {
+    let least = (r.flops / (options.peak_tflops * 1e9)).max(r.bytes / (options.peak_gbs * 1e6));
+    let gflops = if r.flops > 0.0 { format!("{:.1}", r.flops / r.ms / 1e6) } else { "-".into() };
+    println!(
+        "| {} | {:.2} | {gflops} | {:.1} | {least:.3} | {:.1} % |",
+        r.name,
+        r.ms,
+        r.bytes / r.ms / 1e6,
+        100.0 * least / r.ms
+    );
+}
+
 fn run<R: Runtime>(client: &ComputeClient<R>, options: &Options) {
-    let mut rows = Vec::new();
-    if matches!(options.suite.as_str(), "io" | "all") {
-        io_suite(client, options, &mut rows);
-    }
-    if matches!(options.suite.as_str(), "conv" | "all") {
-        match options.dtype.as_str() {
-            "f32" => conv_suite::<R, f32>(client, options, &mut rows),
-            "f16" => conv_suite::<R, half::f16>(client, options, &mut rows),
-            "bf16" => conv_suite::<R, half::bf16>(client, options, &mut rows),
-            other => panic!("unknown dtype {other}"),
-        }
-    }
     println!(
         "peaks assumed for the least time: {} TFLOP/s, {} GB/s; convolutions in {}",
         options.peak_tflops, options.peak_gbs, options.dtype
@@ -204,16 +209,16 @@ fn run<R: Runtime>(client: &ComputeClient<R>, options: &Options) {
     println!();
     println!("| kernel | ms | GFLOP/s | GB/s (each byte once) | least ms | of peak |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for r in rows {
-        let least = (r.flops / (options.peak_tflops * 1e9)).max(r.bytes / (options.peak_gbs * 1e6));
-        let gflops = if r.flops > 0.0 { format!("{:.1}", r.flops / r.ms / 1e6) } else { "-".into() };
-        println!(
-            "| {} | {:.2} | {gflops} | {:.1} | {least:.3} | {:.1} % |",
-            r.name,
-            r.ms,
-            r.bytes / r.ms / 1e6,
-            100.0 * least / r.ms
-        );
+    if matches!(options.suite.as_str(), "io" | "all") {
+        io_suite(client, options);
+    }
+    if matches!(options.suite.as_str(), "conv" | "all") {
+        match options.dtype.as_str() {
+            "f32" => conv_suite::<R, f32>(client, options),
+            "f16" => conv_suite::<R, half::f16>(client, options),
+            "bf16" => conv_suite::<R, half::bf16>(client, options),
+            other => panic!("unknown dtype {other}"),
+        }
     }
 }
 
