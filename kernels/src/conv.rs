@@ -525,8 +525,25 @@ pub struct ConvOutput<'a> {
     pub stride: usize,
     pub offset: usize,
     pub activation: Activation,
-    /// `out = residual + scale · y`, the residual laid out with `stride` channels per pixel.
-    pub residual: Option<(&'a DeviceBuffer, usize, f32)>,
+    /// `out = residual + scale · y`.
+    pub residual: Option<Residual<'a>>,
+}
+
+/// A residual added in the epilogue: channel `co` of pixel `m` reads
+/// `buffer[m · stride + offset + co]`.
+#[derive(Clone, Copy)]
+pub struct Residual<'a> {
+    pub buffer: &'a DeviceBuffer,
+    pub stride: usize,
+    pub offset: usize,
+    pub scale: f32,
+}
+
+impl<'a> Residual<'a> {
+    /// A dense residual of `channels` channels per pixel.
+    pub fn dense(buffer: &'a DeviceBuffer, channels: usize, scale: f32) -> Self {
+        Self { buffer, stride: channels, offset: 0, scale }
+    }
 }
 
 /// Runs the convolution: `table.len() − kt + 1` output frames. Every buffer holds `E`.
@@ -573,12 +590,13 @@ pub fn conv<R: Runtime, E: Element>(
         }
         Activation::Silu => (3, 0.0),
     };
-    let (residual, residual_stride, scale) = match output.residual {
-        Some((r, stride, scale)) => {
-            assert!(r.len >= pixels * stride && stride >= weights.cout, "residual size");
-            (Some(r), stride, scale)
+    let (residual, residual_stride, residual_offset, scale) = match output.residual {
+        Some(r) => {
+            assert!(r.stride >= r.offset + weights.cout, "residual channels");
+            assert!(r.buffer.len >= pixels * r.stride, "residual size");
+            (Some(r.buffer), r.stride, r.offset, r.scale)
         }
-        None => (None, 0, 0.0),
+        None => (None, 0, 0, 0.0),
     };
     let kernel = ConvConfig {
         kt: weights.kt as u32,
@@ -619,7 +637,7 @@ pub fn conv<R: Runtime, E: Element>(
                         output.stride as u32,
                         (output.offset + group.first) as u32,
                         residual_stride as u32,
-                        group.first as u32,
+                        (residual_offset + group.first) as u32,
                         slope,
                         scale,
                         $($extra,)*
@@ -763,7 +781,7 @@ mod tests {
                 stride: cout + 2,
                 offset: 1,
                 activation: Activation::PRelu,
-                residual: Some((&residual, cout, 0.5)),
+                residual: Some(Residual::dense(&residual, cout, 0.5)),
             };
             conv::<_, f32>(&client, &weights, &input, &output, Padding::Replicate, Strategy::Direct);
             (weights.groups.len(), read_as_f32::<f32>(&client, out.handle))
@@ -847,7 +865,7 @@ mod tests {
                 stride: out_stride,
                 offset: out_offset,
                 activation,
-                residual: residual_buf.as_ref().map(|r| (r, cout, 0.2)),
+                residual: residual_buf.as_ref().map(|r| Residual::dense(r, cout, 0.2)),
             };
             let strategy = [Strategy::Tiled, Strategy::Direct][case % 2 ^ (case / 2) % 2];
             conv::<_, E>(&client, &weights, &input, &output, padding, strategy);

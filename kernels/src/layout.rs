@@ -23,6 +23,9 @@ enum Op {
     PixelUnshuffle,
     /// `out[y·s+i, x·s+j, c] = in[y, x, c]`.
     Nearest,
+    /// `out[y, x, c] = in[reflect(y), reflect(x), c]`: the frame padded at the bottom and
+    /// right by reflection (row h reads row h − 2).
+    ReflectPad,
 }
 
 #[cube(launch_unchecked)]
@@ -72,6 +75,11 @@ fn layout_kernel<F: Float>(
             }
             Op::Nearest => {
                 src = ((t * in_h + y / factor) * in_w + x / factor) as usize * in_c as usize + c as usize;
+            }
+            Op::ReflectPad => {
+                let sy = select(y < in_h, y, 2 * in_h - 2 - y);
+                let sx = select(x < in_w, x, 2 * in_w - 2 - x);
+                src = ((t * in_h + sy) * in_w + sx) as usize * in_c as usize + c as usize;
             }
         }
         let v = input[src];
@@ -187,6 +195,75 @@ pub fn nearest<R: Runtime, E: Element>(
     launch::<R, E>(client, input, (h, w, c), out, (n, h * s, w * s, c), s, Op::Nearest);
 }
 
+/// `[n, h, w, c]` → `[n, h + bottom, w + right, c]`, the new rows and columns reflecting the
+/// frame's last ones (`bottom < h`, `right < w`).
+pub fn reflect_pad<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (n, h, w, c): (usize, usize, usize, usize),
+    (bottom, right): (usize, usize),
+    out: &DeviceBuffer,
+) {
+    assert!(bottom < h.max(1) && right < w.max(1), "reflection needs padding below the side");
+    assert!((bottom == 0 || h >= 2) && (right == 0 || w >= 2), "reflection needs sides of 2");
+    assert_eq!(input.len, n * h * w * c, "reflect pad input size");
+    launch::<R, E>(client, input, (h, w, c), out, (n, h + bottom, w + right, c), 1, Op::ReflectPad);
+}
+
+#[cube(launch_unchecked)]
+fn copy_channels_kernel<F: Float>(
+    input: &Array<F>,
+    output: &mut Array<F>,
+    channels: u32,
+    in_stride: u32,
+    in_offset: u32,
+    out_stride: u32,
+    out_offset: u32,
+    pixels: u32,
+) {
+    let o = ABSOLUTE_POS;
+    if o < (pixels * channels) as usize {
+        let c = (o % channels as usize) as u32;
+        let p = (o / channels as usize) as u32;
+        output[(p * out_stride + out_offset + c) as usize] = input[(p * in_stride + in_offset + c) as usize];
+    }
+}
+
+/// Copies channels `in_offset .. in_offset + channels` of each of `pixels` pixels (`in_stride`
+/// channels apart) into channels `out_offset ..` of `out` (`out_stride` apart).
+#[allow(clippy::too_many_arguments)]
+pub fn copy_channels<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (in_stride, in_offset): (usize, usize),
+    out: &DeviceBuffer,
+    (out_stride, out_offset): (usize, usize),
+    pixels: usize,
+    channels: usize,
+) {
+    assert!(in_offset + channels <= in_stride && out_offset + channels <= out_stride);
+    assert!(input.len >= pixels * in_stride && out.len >= pixels * out_stride, "copy sizes");
+    if pixels * channels == 0 {
+        return;
+    }
+    // SAFETY: reads and writes stay inside the checked pixel rows.
+    unsafe {
+        copy_channels_kernel::launch_unchecked::<E, R>(
+            client,
+            cube_count(client, pixels * channels),
+            cube_dim(),
+            input.arg(),
+            out.arg(),
+            channels as u32,
+            in_stride as u32,
+            in_offset as u32,
+            out_stride as u32,
+            out_offset as u32,
+            pixels as u32,
+        );
+    }
+}
+
 /// CPU references of the layouts, written from their definitions in channel-first form.
 pub mod reference {
     /// Channel-last `[t][y][x][c]` accessor.
@@ -289,6 +366,36 @@ pub mod reference {
         out
     }
 
+    pub fn reflect_pad(x: &[f32], (n, h, w, c): (usize, usize, usize, usize), (bottom, right): (usize, usize)) -> Vec<f32> {
+        let reflect = |v: usize, len: usize| if v < len { v } else { 2 * len - 2 - v };
+        let mut out = Vec::new();
+        for t in 0..n {
+            for y in 0..h + bottom {
+                for xx in 0..w + right {
+                    for cc in 0..c {
+                        out.push(at(x, (h, w, c), t, reflect(y, h), reflect(xx, w), cc));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn copy_channels(
+        x: &[f32],
+        (in_stride, in_offset): (usize, usize),
+        out: &mut [f32],
+        (out_stride, out_offset): (usize, usize),
+        pixels: usize,
+        channels: usize,
+    ) {
+        for p in 0..pixels {
+            for c in 0..channels {
+                out[p * out_stride + out_offset + c] = x[p * in_stride + in_offset + c];
+            }
+        }
+    }
+
     pub fn nearest(x: &[f32], (n, h, w, c): (usize, usize, usize, usize), s: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(x.len() * s * s);
         for t in 0..n {
@@ -368,6 +475,23 @@ mod tests {
             let up = poisoned::<E>(&client, x.len() * s * s);
             nearest::<_, E>(&client, &input, (n, h, w, c), s, &up);
             check(read(&up), reference::nearest(&x, (n, h, w, c), s), "nearest");
+            // Reflection padding and channel copies.
+            let (hh, ww) = (h + 2, w + 2);
+            let x = rounded::<E>(rng.vec_f32(n * hh * ww * c, -1.0, 1.0));
+            let input = upload(&x);
+            let (bottom, right) = (rng.range(0, hh - 1), rng.range(0, ww - 1));
+            let out = poisoned::<E>(&client, n * (hh + bottom) * (ww + right) * c);
+            reflect_pad::<_, E>(&client, &input, (n, hh, ww, c), (bottom, right), &out);
+            check(read(&out), reference::reflect_pad(&x, (n, hh, ww, c), (bottom, right)), "reflect pad");
+            let pixels = n * hh * ww;
+            let (count, in_off) = (rng.range(1, c), 0);
+            let in_off = in_off + rng.range(0, c - count);
+            let out_stride = count + 3;
+            let mut want = vec![0.5; pixels * out_stride];
+            let dst = upload(&want);
+            copy_channels::<_, E>(&client, &input, (c, in_off), &dst, (out_stride, 2), pixels, count);
+            reference::copy_channels(&x, (c, in_off), &mut want, (out_stride, 2), pixels, count);
+            check(read(&dst), want, "copy channels");
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod conv;
 pub mod copy;
+pub mod elementwise;
 pub mod layout;
 pub mod linear;
 pub mod noise;
@@ -17,6 +18,7 @@ pub mod resize;
 pub mod rgb8;
 pub mod rng;
 pub mod temporal;
+pub mod tile;
 pub mod unpack;
 
 mod launch;

@@ -13,6 +13,8 @@ use crate::DeviceBuffer;
 /// The interpolation filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Filter {
+    /// Linear interpolation (a triangle filter).
+    Bilinear,
     /// Cubic convolution with a = −0.5 (Keys; Pillow's `BICUBIC`).
     Bicubic,
     /// Windowed sinc with three lobes.
@@ -23,6 +25,7 @@ impl Filter {
     /// Half-width of the filter at scale 1, in input pixels.
     pub fn support(self) -> f64 {
         match self {
+            Filter::Bilinear => 1.0,
             Filter::Bicubic => 2.0,
             Filter::Lanczos3 => 3.0,
         }
@@ -32,6 +35,7 @@ impl Filter {
     pub fn eval(self, x: f64) -> f64 {
         let x = x.abs();
         match self {
+            Filter::Bilinear => (1.0 - x).max(0.0),
             Filter::Bicubic => {
                 const A: f64 = -0.5;
                 if x < 1.0 {
@@ -59,7 +63,7 @@ pub struct UnknownFilter(pub String);
 
 impl std::fmt::Display for UnknownFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unknown filter `{}` (expected lanczos or bicubic)", self.0)
+        write!(f, "unknown filter `{}` (expected lanczos, bicubic or bilinear)", self.0)
     }
 }
 
@@ -70,6 +74,7 @@ impl std::str::FromStr for Filter {
 
     fn from_str(s: &str) -> Result<Self, UnknownFilter> {
         match s.to_ascii_lowercase().as_str() {
+            "bilinear" | "linear" => Ok(Filter::Bilinear),
             "bicubic" | "cubic" => Ok(Filter::Bicubic),
             "lanczos" | "lanczos3" => Ok(Filter::Lanczos3),
             _ => Err(UnknownFilter(s.to_string())),
@@ -376,7 +381,7 @@ mod tests {
         let client = client();
         let mut rng = Rng::new(7);
         for case in 0..24 {
-            let filter = if case % 2 == 0 { Filter::Bicubic } else { Filter::Lanczos3 };
+            let filter = [Filter::Bicubic, Filter::Lanczos3, Filter::Bilinear][case % 3];
             let frames = rng.range(1, 3);
             let (in_h, in_w) = (rng.range(1, 40), rng.range(1, 40));
             let (out_h, out_w) = (rng.range(1, 70), rng.range(1, 70));

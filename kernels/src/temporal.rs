@@ -13,7 +13,7 @@ use cubecl::prelude::*;
 use std::marker::PhantomData;
 
 use crate::{DeviceBuffer, Element};
-use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Strategy, conv};
+use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Residual, Strategy, conv};
 use crate::copy::copy;
 
 /// Frames on the device: `frames × height × width × channels` values.
@@ -182,7 +182,7 @@ impl<E: Element> TemporalConv3d<E> {
             stride: cout,
             offset: 0,
             activation,
-            residual: residual.map(|(r, scale)| (r, cout, scale)),
+            residual: residual.map(|(r, scale)| Residual::dense(r, cout, scale)),
         };
         conv::<R, E>(client, &self.weights, &input, &output, self.padding, self.strategy);
         Some(Frames { buffer: out, frames: out_frames })
