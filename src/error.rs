@@ -34,6 +34,11 @@ pub enum Error {
     #[error("{} already exists (pass overwrite to replace it)", .0.display())]
     OutputExists(PathBuf),
 
+    /// A weight file that cannot be used (unknown format or model, a missing or mis-shaped
+    /// tensor).
+    #[error("{}: {message}", .path.display())]
+    Weights { path: PathBuf, message: String },
+
     /// A video file that cannot be read or written, with the frame where known.
     #[error("{}{}: {message}", .path.display(), .frame.map(|f| format!(", frame {f}")).unwrap_or_default())]
     Video { path: PathBuf, frame: Option<u64>, message: String },

@@ -27,6 +27,7 @@ mod atomic_file;
 pub mod chunk;
 pub mod device;
 pub mod error;
+pub mod model;
 mod ext;
 pub mod progress;
 pub mod sink;

@@ -8,4 +8,5 @@ mod lifecycle;
 mod preview;
 mod resize;
 mod sinks;
+mod upscale;
 mod video;

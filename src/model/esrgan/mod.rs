@@ -1,0 +1,289 @@
+//! ESRGAN-family upscalers: RRDBNet (ESRGAN, Real-ESRGAN x4plus/x2plus, ESRGAN+) and
+//! SRVGGNetCompact (Real-ESRGAN's compact video models), detected from their weights.
+//!
+//! Weight names are normalised to one canonical description per architecture (the old
+//! `model.N` ESRGAN layout, the 2019 ESRGAN layout and BasicSR's all map to [`RrdbConfig`]);
+//! a file that is neither says what it looked like.
+
+mod compact;
+mod rrdb;
+
+use std::sync::{Arc, Mutex};
+
+use framestream_kernels::conv::{ConvWeights, Strategy};
+
+pub use compact::CompactConfig;
+pub use rrdb::RrdbConfig;
+
+use super::weights::WeightFile;
+use crate::device::{Device, with_client};
+use crate::error::{Error, Result};
+
+/// The network a weight file holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Architecture {
+    Rrdb(RrdbConfig),
+    Compact(CompactConfig),
+}
+
+/// An upscaling model: its architecture and weights (on the host, uploaded per device).
+#[derive(Clone)]
+pub struct UpscaleModel {
+    name: String,
+    architecture: Architecture,
+    weights: Arc<WeightFile>,
+    uploaded: Arc<Mutex<Vec<(Device, Arc<DeviceModel>)>>>,
+}
+
+impl std::fmt::Debug for UpscaleModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpscaleModel")
+            .field("name", &self.name)
+            .field("architecture", &self.architecture)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Strips a prefix every tensor name carries (`module.` from DataParallel, `netG.`).
+fn strip_common_prefix(file: &WeightFile) -> WeightFile {
+    for prefix in ["module.", "netG."] {
+        if file.names().all(|n| n.starts_with(prefix)) {
+            return file.renamed(|n| Some(n[prefix.len()..].to_string()));
+        }
+    }
+    file.clone()
+}
+
+impl UpscaleModel {
+    /// Loads a `.safetensors` or `.pth` file and detects its architecture.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = strip_common_prefix(&WeightFile::open(path)?);
+        // Compact is checked first: its keys are a subset of no RRDB layout.
+        let (architecture, file) = if let Some(config) = CompactConfig::detect(&file)? {
+            (Architecture::Compact(config), file)
+        } else if let Some((config, canonical)) = RrdbConfig::detect(&file)? {
+            (Architecture::Rrdb(config), canonical)
+        } else {
+            let mut names: Vec<&str> = file.names().take(6).collect();
+            if file.names().count() > 6 {
+                names.push("…");
+            }
+            return Err(Error::Weights {
+                path: path.to_path_buf(),
+                message: format!(
+                    "not an ESRGAN or compact upscaler this build knows ({} tensors: {})",
+                    file.names().count(),
+                    names.join(", ")
+                ),
+            });
+        };
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let model = Self { name, architecture, weights: Arc::new(file), uploaded: Default::default() };
+        model.check_weights()?;
+        Ok(model)
+    }
+
+    /// Reads every tensor once with its expected shape, so a bad file fails at load.
+    fn check_weights(&self) -> Result<()> {
+        match &self.architecture {
+            Architecture::Rrdb(c) => c.check(&self.weights),
+            Architecture::Compact(c) => c.check(&self.weights),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    /// Output size ÷ input size.
+    pub fn scale(&self) -> usize {
+        match &self.architecture {
+            Architecture::Rrdb(c) => c.scale(),
+            Architecture::Compact(c) => c.scale,
+        }
+    }
+
+    pub fn in_channels(&self) -> usize {
+        match &self.architecture {
+            Architecture::Rrdb(c) => c.in_nc,
+            Architecture::Compact(c) => c.in_nc,
+        }
+    }
+
+    pub fn out_channels(&self) -> usize {
+        match &self.architecture {
+            Architecture::Rrdb(c) => c.out_nc,
+            Architecture::Compact(c) => c.out_nc,
+        }
+    }
+
+    /// Inputs are padded (by reflection, at the bottom and right) to a multiple of this and
+    /// the output cropped back, as spandrel does: 4 for pixel-unshuffle models.
+    pub fn size_multiple(&self) -> usize {
+        match &self.architecture {
+            Architecture::Rrdb(c) if c.unshuffle > 1 => 4,
+            _ => 1,
+        }
+    }
+
+    /// How far (input pixels) an output pixel sees: a tile margin at least this large gives
+    /// exactly the whole-frame result.
+    pub fn receptive_radius(&self) -> f64 {
+        match &self.architecture {
+            Architecture::Rrdb(c) => c.receptive_radius(),
+            Architecture::Compact(c) => (c.convs + 2) as f64,
+        }
+    }
+
+    /// Device bytes one forward pass over `n` inputs of `h × w` holds at its peak (f32), and
+    /// the largest single buffer among them.
+    pub fn forward_bytes(&self, n: usize, h: usize, w: usize) -> (usize, usize) {
+        match &self.architecture {
+            Architecture::Rrdb(c) => c.forward_bytes(n, h, w),
+            Architecture::Compact(c) => c.forward_bytes(n, h, w),
+        }
+    }
+
+    /// The model's weights on `device` (uploaded once per device).
+    pub fn on(&self, device: &Device) -> Result<Arc<DeviceModel>> {
+        let mut uploaded = self.uploaded.lock().expect("upload cache");
+        if let Some((_, m)) = uploaded.iter().find(|(d, _)| d.same_device(device)) {
+            return Ok(m.clone());
+        }
+        let strategy = if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled };
+        let network = match &self.architecture {
+            Architecture::Rrdb(c) => Network::Rrdb(c.upload(&self.weights, device)?),
+            Architecture::Compact(c) => Network::Compact(c.upload(&self.weights, device)?),
+        };
+        let model = Arc::new(DeviceModel {
+            network,
+            strategy,
+            multiple: self.size_multiple(),
+            scale: self.scale(),
+            in_channels: self.in_channels(),
+            out_channels: self.out_channels(),
+        });
+        uploaded.push((device.clone(), model.clone()));
+        Ok(model)
+    }
+}
+
+/// Uploads one 3×3 (or 1×1) convolution's weights.
+pub(crate) fn upload_conv(
+    file: &WeightFile,
+    device: &Device,
+    prefix: &str,
+    (cout, cin, k): (usize, usize, usize),
+    bias: bool,
+) -> Result<ConvWeights> {
+    let w = file.tensor_shaped(&format!("{prefix}.weight"), &[cout, cin, k, k])?;
+    let b = if bias { Some(file.tensor_shaped(&format!("{prefix}.bias"), &[cout])?) } else { None };
+    device.check_buffer(w.data.len() * 4, &format!("the weights of {prefix}"))?;
+    Ok(with_client!(device, client => {
+        ConvWeights::upload::<_, f32>(client, &w.data, b.as_ref().map(|b| &b.data[..]), None, (cout, cin, 1, k))
+    }))
+}
+
+enum Network {
+    Rrdb(rrdb::RrdbWeights),
+    Compact(compact::CompactWeights),
+}
+
+/// A model's weights on one device, ready to run.
+pub struct DeviceModel {
+    network: Network,
+    strategy: Strategy,
+    multiple: usize,
+    scale: usize,
+    in_channels: usize,
+    out_channels: usize,
+}
+
+impl DeviceModel {
+    /// Runs the network on `n` inputs `[n, h, w, in_nc]` (f32); returns
+    /// `[n, h·s, w·s, out_nc]`, not clamped. Sides that are not a multiple of the model's
+    /// size multiple are padded by reflection and the output cropped back.
+    pub fn forward(
+        &self,
+        device: &Device,
+        input: &framestream_kernels::DeviceBuffer,
+        (n, h, w): (usize, usize, usize),
+    ) -> Result<framestream_kernels::DeviceBuffer> {
+        use framestream_kernels::layout::reflect_pad;
+        use framestream_kernels::tile::crop;
+        let m = self.multiple;
+        let (ph, pw) = (h.next_multiple_of(m), w.next_multiple_of(m));
+        if (ph, pw) == (h, w) {
+            return self.run(device, input, (n, h, w));
+        }
+        if ph - h >= h || pw - w >= w {
+            return Err(Error::shape(format!(
+                "{w}x{h} is too small for this model (it pads to multiples of {m} by reflection)"
+            )));
+        }
+        let padded = device.alloc(n * ph * pw * self.in_channels)?;
+        with_client!(device, client => {
+            reflect_pad::<_, f32>(client, input, (n, h, w, self.in_channels), (ph - h, pw - w), &padded)
+        });
+        let full = self.run(device, &padded, (n, ph, pw))?;
+        let s = self.scale;
+        let out = device.alloc(n * h * s * w * s * self.out_channels)?;
+        with_client!(device, client => {
+            crop::<_, f32, f32>(client, &full, (n, ph * s, pw * s, self.out_channels), (0, 0), (h * s, w * s), &out)
+        });
+        Ok(out)
+    }
+
+    fn run(
+        &self,
+        device: &Device,
+        input: &framestream_kernels::DeviceBuffer,
+        dims: (usize, usize, usize),
+    ) -> Result<framestream_kernels::DeviceBuffer> {
+        match &self.network {
+            Network::Rrdb(m) => m.forward(device, input, dims, self.strategy),
+            Network::Compact(m) => m.forward(device, input, dims, self.strategy),
+        }
+    }
+}
+
+/// Where a 2-D convolution reads: `n` frames of `h × w`, `stride` channels per pixel.
+pub(crate) struct Planes<'a> {
+    pub buffer: &'a framestream_kernels::DeviceBuffer,
+    pub stride: usize,
+}
+
+/// Runs a 2-D convolution over `n` frames (each its own batch item).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d(
+    device: &Device,
+    weights: &ConvWeights,
+    input: Planes,
+    (n, h, w): (usize, usize, usize),
+    output: Planes,
+    out_offset: usize,
+    activation: framestream_kernels::conv::Activation,
+    residual: Option<framestream_kernels::conv::Residual>,
+    strategy: Strategy,
+) {
+    use framestream_kernels::conv::{ConvInput, ConvOutput, Padding, conv};
+    let table: Vec<u32> = (0..n as u32).collect();
+    let conv_input = ConvInput {
+        head: None,
+        head_frames: 0,
+        body: input.buffer,
+        table: &table,
+        height: h,
+        width: w,
+        stride: input.stride,
+    };
+    let conv_output = ConvOutput { out: output.buffer, stride: output.stride, offset: out_offset, activation, residual };
+    with_client!(device, client => {
+        conv::<_, f32>(client, weights, &conv_input, &conv_output, Padding::Zeros, strategy)
+    });
+}

@@ -1,0 +1,7 @@
+//! Model weights and the networks built from them.
+
+pub mod esrgan;
+mod pickle;
+pub mod weights;
+
+pub use weights::{Tensor, WeightFile};
