@@ -51,7 +51,7 @@ pub mod prelude {
         Batch, Report, TensorFileOptions, collect, drain, save_video, write_tensor,
     };
     pub use crate::source::{ImageBatch, TestPattern, VideoFile};
-    pub use crate::stage::{Filter, Map, Preview, PreviewImage, Resize, SaveVideo};
+    pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, SaveVideo, Upscale};
     pub use crate::video::{Codec, Container, PixelFormat, VideoOptions};
     pub use crate::{
         Chunk, Device, DeviceKind, Error, Event, EventKind, FrameSize, FrameStream, OpenRequest,

@@ -47,6 +47,9 @@ pub enum EventKind {
     /// A preview of frame `frame` was taken (delivered on the preview's channel and/or
     /// written to `path`).
     Preview { frame: u64, path: Option<PathBuf> },
+    /// The stage changed course to keep going (e.g. smaller tiles after exceeding the memory
+    /// budget).
+    Retry { reason: String },
     /// The stage delivered its last frame.
     Finished,
     /// The stage failed; nothing follows.

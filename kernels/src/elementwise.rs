@@ -60,6 +60,25 @@ pub fn combine<R: Runtime, E: Element>(
     }
 }
 
+#[cube(launch_unchecked)]
+fn fill_kernel<F: Float>(out: &mut Array<F>, value: f32) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        out[i] = F::cast_from(value);
+    }
+}
+
+/// Sets every element of `out` to `value`.
+pub fn fill<R: Runtime, E: Element>(client: &ComputeClient<R>, out: &DeviceBuffer, value: f32) {
+    if out.len == 0 {
+        return;
+    }
+    // SAFETY: one write per index below `out.len`.
+    unsafe {
+        fill_kernel::launch_unchecked::<E, R>(client, cube_count(client, out.len), cube_dim(), out.arg(), value);
+    }
+}
+
 /// CPU reference of [`combine`].
 pub fn combine_reference(a: &[f32], b: Option<(&[f32], f32)>, clamp_unit: bool) -> Vec<f64> {
     a.iter()
@@ -100,7 +119,9 @@ mod tests {
             let out = poisoned::<E>(&client, n);
             combine::<_, E>(&client, &ab, with_b.then_some((&bb, 0.2)), clamp_unit, &out);
             let want = combine_reference(&a, with_b.then_some((&b[..], 0.2)), clamp_unit);
-            assert_close(&read_as_f32::<E>(&client, out.handle), &want, tolerance, &format!("case {case}"));
+            assert_close(&read_as_f32::<E>(&client, out.handle.clone()), &want, tolerance, &format!("case {case}"));
+            fill::<_, E>(&client, &out, 0.25);
+            assert!(read_as_f32::<E>(&client, out.handle).iter().all(|&v| v == 0.25), "fill");
         }
     }
 }

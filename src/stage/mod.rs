@@ -4,8 +4,10 @@ mod map;
 mod preview;
 mod resize;
 mod save_passthrough;
+mod upscale;
 
 pub use map::Map;
 pub use preview::{Preview, PreviewImage};
 pub use resize::{Filter, Resize};
 pub use save_passthrough::SaveVideo;
+pub use upscale::{Blend, Upscale};

@@ -121,6 +121,31 @@ fn pattern_transcode_and_upscale_write_videos() {
     let status = framestream().args(["-q", "upscale"]).arg(&webm).args(["--scale", "1", "-o"]).arg(&tensor).status().unwrap();
     assert!(status.success());
     assert_eq!(read_tensor_file(&tensor).shape, [12, 18, 32, 3]);
+    // With a model, tiled.
+    let model = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upscale/compact_x2.safetensors");
+    let upscaled = dir.join("model.mkv");
+    let status = framestream()
+        .args(["-q", "upscale"])
+        .arg(&webm)
+        .arg("--model")
+        .arg(&model)
+        .args(["--tile", "12", "--overlap", "2", "--blend", "feather", "--codec", "ffv1", "-o"])
+        .arg(&upscaled)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(ffprobe_frames(&upscaled), ("64".into(), "36".into(), "12".into()));
+    let wrong_scale = framestream()
+        .args(["-q", "upscale"])
+        .arg(&webm)
+        .arg("--model")
+        .arg(&model)
+        .args(["--scale", "4", "-o"])
+        .arg(dir.join("never.mkv"))
+        .output()
+        .unwrap();
+    assert!(!wrong_scale.status.success());
+    assert!(String::from_utf8_lossy(&wrong_scale.stderr).contains("upscales by 2"));
     // Never the input as the output.
     let same = framestream().args(["-q", "transcode"]).arg(&mkv).args(["--overwrite", "-o"]).arg(&mkv).output().unwrap();
     assert!(!same.status.success());

@@ -47,3 +47,206 @@ async fn untiled_forward_matches_spandrel() {
         assert!(err < 1e-4, "{model_file}: max error {err}");
     }
 }
+
+use framestream::prelude::*;
+use futures::StreamExt;
+
+use crate::common::{drain_events, host_frames, progress, read_all, request};
+
+const MODELS: [(&str, &str); 5] = [
+    ("rrdb_x4_old.safetensors", "rrdb_x4_old"),
+    ("rrdb_x2plus_bs.pth", "rrdb_x2plus_bs"),
+    ("rrdb_x2_plus_f16.safetensors", "rrdb_x2_plus_f16"),
+    ("compact_x4.pth", "compact_x4"),
+    ("compact_x2.safetensors", "compact_x2"),
+];
+
+fn input_batch(reference: &str) -> (ImageBatch, Vec<f32>, [usize; 4]) {
+    let refs = references(reference);
+    let input = refs.tensor("input").unwrap();
+    let shape: [usize; 4] = input.shape.clone().try_into().unwrap();
+    (ImageBatch::from_host(input.data.clone(), shape).unwrap(), input.data, shape)
+}
+
+async fn upscaled(source: &ImageBatch, stage: Upscale) -> Vec<f32> {
+    host_frames(&source.clone().pipe(stage)).await.data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stage_matches_spandrel_whole_and_comfyui_tiled() {
+    for (model_file, reference) in MODELS {
+        let model = UpscaleModel::load(fixture(model_file)).unwrap();
+        let refs = references(reference);
+        let (batch, _, _) = input_batch(reference);
+        let whole = upscaled(&batch, Upscale::model(model.clone())).await;
+        let err = max_error(&whole, &refs.tensor("output").unwrap().data);
+        assert!(err < 1e-4, "{model_file} whole: max error {err}");
+        for (tile, overlap) in [(12, 4), (10, 2)] {
+            let stage = Upscale::model(model.clone()).tile(tile, overlap).blend(Blend::Feather);
+            let got = upscaled(&batch, stage).await;
+            let want = refs.tensor(&format!("tiled_{tile}_{overlap}")).unwrap();
+            let err = max_error(&got, &want.data);
+            assert!(err < 1e-4, "{model_file} feather {tile}/{overlap}: max error {err}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halo_with_the_receptive_field_is_seamless() {
+    for (model_file, reference) in MODELS {
+        let model = UpscaleModel::load(fixture(model_file)).unwrap();
+        let (batch, _, _) = input_batch(reference);
+        let whole = upscaled(&batch, Upscale::model(model.clone())).await;
+        let margin = model.receptive_radius().ceil() as usize;
+        for (tile, feather) in [(8, 0), (8, 4), (6, 2)] {
+            let stage = Upscale::model(model.clone()).tile(tile, 2).blend(Blend::Halo).halo(margin, feather);
+            let err = max_error(&upscaled(&batch, stage).await, &whole);
+            assert!(err < 1e-4, "{model_file} halo tile {tile} margin {margin} feather {feather}: {err}");
+        }
+    }
+    // A margin below the receptive radius shows (the test can fail).
+    let model = UpscaleModel::load(fixture("compact_x4.pth")).unwrap();
+    let (batch, _, _) = input_batch("compact_x4");
+    let whole = upscaled(&batch, Upscale::model(model.clone())).await;
+    let short = Upscale::model(model).tile(6, 2).blend(Blend::Halo).halo(1, 0);
+    assert!(max_error(&upscaled(&batch, short).await, &whole) > 1e-3);
+}
+
+fn video(frames: usize, h: usize, w: usize, c: usize) -> ImageBatch {
+    let data: Vec<f32> = (0..frames * h * w * c).map(|i| ((i * 7919) % 1000) as f32 / 999.0).collect();
+    ImageBatch::from_host(data, [frames, h, w, c]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunking_does_not_change_frames() {
+    let model = UpscaleModel::load(fixture("compact_x2.safetensors")).unwrap();
+    let source = video(8, 10, 14, 3);
+    for stage in [Upscale::model(model.clone()), Upscale::model(model.clone()).tile(6, 2)] {
+        let piped = source.clone().pipe(stage);
+        let (_, all) = read_all(&piped, 8).await;
+        for n in [1, 3] {
+            let (shapes, data) = read_all(&piped, n).await;
+            assert!(shapes.iter().all(|s| s[1..] == [20, 28, 3]));
+            assert!(data == all, "chunks of {n}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_releases_device_memory() {
+    let model = UpscaleModel::load(fixture("rrdb_x4_old.pth")).unwrap();
+    let req = request(2);
+    let before = req.device().memory_usage().unwrap();
+    let piped = video(6, 12, 10, 3).pipe(Upscale::model(model).tile(8, 2));
+    let mut stream = piped.open(&req);
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.shape(), [2, 48, 40, 3]);
+    drop(first);
+    drop(stream);
+    req.device().sync().await.unwrap();
+    let after = req.device().memory_usage().unwrap();
+    assert_eq!(after.bytes_in_use, before.bytes_in_use);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_budget_tiles_halve_and_say_so() {
+    let model = UpscaleModel::load(fixture("compact_x4.pth")).unwrap();
+    let source = video(1, 300, 260, 3);
+    let whole = upscaled(&source, Upscale::model(model.clone())).await;
+    let (sender, mut events) = progress();
+    let stage = Upscale::model(model.clone()).memory_budget(75 << 20).halo(6, 4);
+    let piped = source.clone().pipe(stage);
+    let got = collect(&piped, &request(1).with_progress(sender), 10).await.unwrap();
+    let got = got.to_host().await.unwrap().data;
+    let retries: Vec<String> = drain_events(&mut events)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Retry { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert!(!retries.is_empty(), "the budget forces smaller tiles");
+    assert!(retries[0].contains("512"), "{retries:?}");
+    assert!(max_error(&got, &whole) < 1e-4, "halo tiles after the fallback are still exact");
+    // A budget nothing fits is an error, not a crash.
+    let tiny = source.pipe(Upscale::model(model).memory_budget(1 << 20));
+    let err = drain(&tiny, &request(1)).await.unwrap_err();
+    assert!(err.to_string().contains("memory budget"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpha_and_grey_frames() {
+    let model = UpscaleModel::load(fixture("compact_x2.safetensors")).unwrap();
+    let (h, w) = (10, 12);
+    let rgba = video(2, h, w, 4);
+    let rgba_host = host_frames(&rgba).await.data;
+    let rgb: Vec<f32> = rgba_host.chunks(4).flat_map(|p| p[..3].to_vec()).collect();
+    let rgb_out = upscaled(&ImageBatch::from_host(rgb, [2, h, w, 3]).unwrap(), Upscale::model(model.clone())).await;
+    let got = upscaled(&rgba, Upscale::model(model.clone())).await;
+    let got_rgb: Vec<f32> = got.chunks(4).flat_map(|p| p[..3].to_vec()).collect();
+    assert!(max_error(&got_rgb, &rgb_out) < 1e-6, "the colour of RGBA is the RGB upscale");
+    let alpha: Vec<f32> = rgba_host.chunks(4).map(|p| p[3]).collect();
+    let alpha_up = host_frames(&ImageBatch::from_host(alpha, [2, h, w, 1]).unwrap().pipe(Resize::to_size(2 * w, 2 * h, Filter::Bilinear))).await.data;
+    let got_alpha: Vec<f32> = got.chunks(4).map(|p| p[3]).collect();
+    assert!(max_error(&got_alpha, &alpha_up) < 1e-6, "alpha is resized bilinearly");
+
+    let grey = video(1, h, w, 1);
+    let grey_host = host_frames(&grey).await.data;
+    let as_rgb: Vec<f32> = grey_host.iter().flat_map(|&v| [v, v, v]).collect();
+    let rgb_out = upscaled(&ImageBatch::from_host(as_rgb, [1, h, w, 3]).unwrap(), Upscale::model(model.clone())).await;
+    let luma: Vec<f32> = rgb_out.chunks(3).map(|p| (0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).clamp(0.0, 1.0)).collect();
+    let got = upscaled(&grey, Upscale::model(model)).await;
+    assert!(max_error(&got, &luma) < 1e-5, "grey goes through the RGB model and back as luma");
+}
+
+#[test]
+fn bad_model_files_say_what_they_are() {
+    let dir = crate::common::temp_dir("bad-models");
+    let text = dir.join("notes.pth");
+    std::fs::write(&text, "hello").unwrap();
+    let err = UpscaleModel::load(&text).unwrap_err();
+    assert!(err.to_string().contains("notes.pth"), "{err}");
+    let legacy = dir.join("legacy.pth");
+    std::fs::write(&legacy, [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8]).unwrap();
+    assert!(UpscaleModel::load(&legacy).unwrap_err().to_string().contains("legacy"));
+    // A valid safetensors file that is not an upscaler.
+    let err = UpscaleModel::load(fixture("compact_x4.reference.safetensors")).unwrap_err();
+    assert!(err.to_string().contains("not an ESRGAN or compact upscaler"), "{err}");
+    assert!(!UpscaleModel::load(dir.join("missing.pth")).is_ok());
+    // A tensor of the wrong shape, and a missing one: named, with both shapes.
+    let file = WeightFile::open(fixture("compact_x2.safetensors")).unwrap();
+    let mut tensors = Vec::new();
+    for name in file.names() {
+        let t = file.tensor(name).unwrap();
+        let shape = if name == "body.2.weight" { vec![8, 8, 3, 1] } else { t.shape.clone() };
+        let data = if name == "body.2.weight" { t.data[..192].to_vec() } else { t.data.clone() };
+        tensors.push((name.to_string(), shape, data));
+    }
+    let broken = dir.join("broken.safetensors");
+    write_safetensors(&broken, &tensors);
+    let err = UpscaleModel::load(&broken).unwrap_err().to_string();
+    assert!(err.contains("body.2.weight") && err.contains("[8, 8, 3, 1]") && err.contains("[8, 8, 3, 3]"), "{err}");
+    let original = file.tensor("body.2.weight").unwrap();
+    tensors.retain(|t| t.0 != "body.2.bias");
+    for t in tensors.iter_mut().filter(|t| t.0 == "body.2.weight") {
+        (t.1, t.2) = (original.shape.clone(), original.data.clone());
+    }
+    write_safetensors(&broken, &tensors);
+    let err = UpscaleModel::load(&broken).unwrap_err().to_string();
+    assert!(err.contains("body.2.bias"), "{err}");
+}
+
+fn write_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }));
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}

@@ -85,6 +85,7 @@ fn event_json(event: &Event) -> serde_json::Value {
             "preview",
             json!({ "frame": frame, "path": path.as_ref().map(|p| p.display().to_string()) }),
         ),
+        EventKind::Retry { reason } => ("retry", json!({ "reason": reason })),
         EventKind::Finished => ("finished", json!({})),
         EventKind::Failed { error } => ("failed", json!({ "error": error })),
         EventKind::Cancelled => ("cancelled", json!({})),
@@ -135,6 +136,9 @@ impl Bars {
                 }
             }
             EventKind::Preview { .. } => {}
+            EventKind::Retry { reason } => {
+                let _ = self.multi.println(format!("{}: {reason}", event.name));
+            }
             EventKind::Finished => {
                 if let Some(bar) = self.bars.remove(&event.stage) {
                     bar.finish();

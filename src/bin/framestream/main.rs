@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use framestream::model::esrgan::UpscaleModel;
 use framestream::prelude::*;
 use framestream::sink::Report;
 
@@ -78,14 +79,61 @@ struct TranscodeArgs {
 struct UpscaleArgs {
     /// The input video.
     input: PathBuf,
-    /// Resize factor.
-    #[arg(long)]
-    scale: f64,
-    /// Resampling filter: lanczos or bicubic.
-    #[arg(long, default_value = "lanczos")]
-    filter: Filter,
+    #[command(flatten)]
+    upscale: UpscaleOptions,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+/// How to upscale: a model (ESRGAN family) or classical resampling.
+#[derive(Args)]
+struct UpscaleOptions {
+    /// Upscaling model (.safetensors or .pth): RRDBNet/ESRGAN/Real-ESRGAN or SRVGGNetCompact.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Resize factor without a model (with a model it must equal the model's scale).
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Resampling filter without a model: lanczos, bicubic or bilinear.
+    #[arg(long, default_value = "lanczos")]
+    filter: Filter,
+    /// Model tile side in input pixels (default: whole frames while they fit, else 512).
+    #[arg(long)]
+    tile: Option<usize>,
+    /// Feather overlap between tiles, in input pixels.
+    #[arg(long, default_value_t = 32)]
+    overlap: usize,
+    /// Tile blending: halo (exact with enough context) or feather (as ComfyUI).
+    #[arg(long, default_value = "halo")]
+    blend: Blend,
+    /// Device memory a chunk's model upscale may use, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    memory_budget: usize,
+}
+
+impl UpscaleOptions {
+    /// The stage these options describe.
+    fn stage(&self) -> Result<Upscale> {
+        let Some(path) = &self.model else {
+            let factor = self.scale.ok_or_else(|| Error::InvalidConfig("give --scale or --model".into()))?;
+            return Ok(Upscale::resample(factor, self.filter));
+        };
+        let model = UpscaleModel::load(path)?;
+        if let Some(factor) = self.scale {
+            if factor != model.scale() as f64 {
+                return Err(Error::InvalidConfig(format!(
+                    "--scale {factor} but {} upscales by {}",
+                    path.display(),
+                    model.scale()
+                )));
+            }
+        }
+        let mut stage = Upscale::model(model).blend(self.blend).memory_budget(self.memory_budget << 20);
+        if let Some(tile) = self.tile {
+            stage = stage.tile(tile, self.overlap);
+        }
+        Ok(stage)
+    }
 }
 
 /// Where and how to write.
@@ -302,7 +350,7 @@ async fn transcode(cli: &Cli, args: &TranscodeArgs, output: &Output) -> Result<(
 async fn upscale(cli: &Cli, args: &UpscaleArgs, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.input, &args.output.output)?;
-    let video = VideoFile::open(&args.input)?.resize(args.scale, args.filter);
+    let video = VideoFile::open(&args.input)?.pipe(args.upscale.stage()?);
     run_pipeline(cli, &video, &args.output, output).await
 }
 

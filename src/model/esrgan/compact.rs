@@ -57,15 +57,21 @@ impl CompactConfig {
     }
 
     pub fn check(&self, file: &WeightFile) -> Result<()> {
-        let mut names = vec![("body.0.weight".to_string(), vec![self.nf, self.in_nc, 3, 3])];
+        let mut names = vec![
+            ("body.0.weight".to_string(), vec![self.nf, self.in_nc, 3, 3]),
+            ("body.0.bias".to_string(), vec![self.nf]),
+        ];
         for k in 0..=self.convs {
             if k > 0 {
                 names.push((format!("body.{}.weight", 2 * k), vec![self.nf, self.nf, 3, 3]));
+                names.push((format!("body.{}.bias", 2 * k), vec![self.nf]));
             }
             names.push((format!("body.{}.weight", 2 * k + 1), vec![self.nf]));
         }
         let last = 2 * self.convs + 2;
-        names.push((format!("body.{last}.weight"), vec![self.out_nc * self.scale * self.scale, self.nf, 3, 3]));
+        let outputs = self.out_nc * self.scale * self.scale;
+        names.push((format!("body.{last}.weight"), vec![outputs, self.nf, 3, 3]));
+        names.push((format!("body.{last}.bias"), vec![outputs]));
         for (name, shape) in names {
             file.tensor_shaped(&name, &shape)?;
         }

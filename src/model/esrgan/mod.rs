@@ -149,12 +149,14 @@ impl UpscaleModel {
         }
     }
 
-    /// The model's weights on `device` (uploaded once per device).
+    /// The model's weights on `device` (uploaded once per device, on a stream of their own:
+    /// they belong to the model, not to the pipeline that first asked).
     pub fn on(&self, device: &Device) -> Result<Arc<DeviceModel>> {
         let mut uploaded = self.uploaded.lock().expect("upload cache");
         if let Some((_, m)) = uploaded.iter().find(|(d, _)| d.same_device(device)) {
             return Ok(m.clone());
         }
+        let device = &device.fork();
         let strategy = if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled };
         let network = match &self.architecture {
             Architecture::Rrdb(c) => Network::Rrdb(c.upload(&self.weights, device)?),
