@@ -173,8 +173,11 @@ def main():
     state = compact.state_dict()
     wrapped = OrderedDict((f"module.{k}", v) for k, v in state.items())
     torch.save({"params": wrapped}, os.path.join(OUT, "compact_x4.pth"))
+    halves = OrderedDict((k, v.half()) for k, v in state.items())
+    torch.save(halves, os.path.join(OUT, "compact_x4_f16.pth"))
     save_file(dict(state), os.path.join(OUT, "compact_x4.safetensors"))
     write_references("compact_x4", os.path.join(OUT, "compact_x4.pth"), image, tiles)
+    write_references("compact_x4_f16", os.path.join(OUT, "compact_x4_f16.pth"), image, tiles)
 
     # SRVGGNetCompact ×2.
     compact = calibrate(randomize(SRVGGNetCompact(num_feat=8, num_conv=2, upscale=2), 14), image)

@@ -5,4 +5,4 @@ pub mod tiling;
 mod pickle;
 pub mod weights;
 
-pub use weights::{Tensor, WeightFile};
+pub use weights::{Tensor, WeightFile, save_safetensors};

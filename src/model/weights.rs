@@ -61,11 +61,28 @@ pub struct Tensor {
     pub data: Vec<f32>,
 }
 
+/// The bytes of a weight file: mapped from disk, or owned.
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 /// A weight file's tensors by name.
 #[derive(Clone)]
 pub struct WeightFile {
     path: Arc<PathBuf>,
-    map: Arc<Mmap>,
+    map: Arc<Bytes>,
     tensors: BTreeMap<String, TensorRef>,
     metadata: BTreeMap<String, String>,
 }
@@ -103,6 +120,15 @@ impl WeightFile {
         // wrong weights, not memory unsafety in our use (bytes are copied out and checked).
         let map = unsafe { Mmap::map(&file) }
             .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        Self::index(path, Bytes::Mapped(map))
+    }
+
+    /// Reads weights held in memory; `name` stands for the file in errors.
+    pub fn from_bytes(name: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Self> {
+        Self::index(name.as_ref(), Bytes::Owned(bytes))
+    }
+
+    fn index(path: &Path, map: Bytes) -> Result<Self> {
         let (tensors, metadata) = if map.starts_with(b"PK\x03\x04") {
             (Self::index_pth(path, &map)?, BTreeMap::new())
         } else if map.starts_with(&LEGACY_MAGIC) || map.starts_with(&[0x80, 0x02, 0x8a]) {
@@ -141,13 +167,25 @@ impl WeightFile {
             let range = archive
                 .get(&entry)
                 .ok_or_else(|| invalid(path, format!("tensor {name}: storage {entry} is missing")))?;
-            let extent_elems = match shape.iter().zip(&strides).map(|(&n, &s)| n.saturating_sub(1) * s).sum::<usize>() {
-                _ if shape.iter().any(|&n| n == 0) => 0,
-                last => last + 1,
+            let size = dtype.size();
+            let overflow = || invalid(path, format!("tensor {name}: its size overflows"));
+            let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
+            // Elements from the first to the last one the strides reach.
+            let extent_elems = if count == 0 {
+                0
+            } else {
+                shape
+                    .iter()
+                    .zip(&strides)
+                    .try_fold(1usize, |a, (&n, &st)| (n - 1).checked_mul(st).and_then(|v| a.checked_add(v)))
+                    .ok_or_else(overflow)?
             };
-            let start = range.start + offset * dtype.size();
-            let extent = extent_elems * dtype.size();
-            if start + extent > range.end {
+            if count > extent_elems {
+                return Err(invalid(path, format!("tensor {name} repeats elements (zero strides)")));
+            }
+            let start = offset.checked_mul(size).and_then(|o| o.checked_add(range.start)).ok_or_else(overflow)?;
+            let extent = extent_elems.checked_mul(size).ok_or_else(overflow)?;
+            if start.checked_add(extent).is_none_or(|end| end > range.end) {
                 return Err(invalid(path, format!("tensor {name} reads past its storage")));
             }
             tensors.insert(name, TensorRef { dtype, shape, strides, offset: start, extent });
@@ -230,6 +268,30 @@ impl WeightFile {
             .collect();
         Self { tensors, ..self.clone() }
     }
+}
+
+/// Writes f32 tensors `(name, shape, values)` as a `.safetensors` file (for tests, tools and
+/// exported weights).
+pub fn save_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        if shape.iter().product::<usize>() != values.len() {
+            return Err(Error::shape(format!("tensor {name}: {} values for shape {shape:?}", values.len())));
+        }
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }),
+        );
+    }
+    let mut header = serde_json::to_vec(&header).expect("a JSON object");
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+    crate::atomic_file::write_atomic(path, &bytes, true)
 }
 
 /// Parses a safetensors header: the tensors and the metadata. Checks every offset.

@@ -32,6 +32,7 @@ async fn untiled_forward_matches_spandrel() {
         ("rrdb_x2_plus_f16.safetensors", "rrdb_x2_plus_f16"),
         ("compact_x4.pth", "compact_x4"),
         ("compact_x4.safetensors", "compact_x4"),
+        ("compact_x4_f16.pth", "compact_x4_f16"),
         ("compact_x2.safetensors", "compact_x2"),
     ] {
         let model = UpscaleModel::load(fixture(model_file)).unwrap();
@@ -53,11 +54,12 @@ use futures::StreamExt;
 
 use crate::common::{drain_events, host_frames, progress, read_all, request};
 
-const MODELS: [(&str, &str); 5] = [
+const MODELS: [(&str, &str); 6] = [
     ("rrdb_x4_old.safetensors", "rrdb_x4_old"),
     ("rrdb_x2plus_bs.pth", "rrdb_x2plus_bs"),
     ("rrdb_x2_plus_f16.safetensors", "rrdb_x2_plus_f16"),
     ("compact_x4.pth", "compact_x4"),
+    ("compact_x4_f16.pth", "compact_x4_f16"),
     ("compact_x2.safetensors", "compact_x2"),
 ];
 
@@ -223,7 +225,7 @@ fn bad_model_files_say_what_they_are() {
         tensors.push((name.to_string(), shape, data));
     }
     let broken = dir.join("broken.safetensors");
-    write_safetensors(&broken, &tensors);
+    framestream::model::save_safetensors(&broken, &tensors).unwrap();
     let err = UpscaleModel::load(&broken).unwrap_err().to_string();
     assert!(err.contains("body.2.weight") && err.contains("[8, 8, 3, 1]") && err.contains("[8, 8, 3, 3]"), "{err}");
     let original = file.tensor("body.2.weight").unwrap();
@@ -231,22 +233,7 @@ fn bad_model_files_say_what_they_are() {
     for t in tensors.iter_mut().filter(|t| t.0 == "body.2.weight") {
         (t.1, t.2) = (original.shape.clone(), original.data.clone());
     }
-    write_safetensors(&broken, &tensors);
+    framestream::model::save_safetensors(&broken, &tensors).unwrap();
     let err = UpscaleModel::load(&broken).unwrap_err().to_string();
     assert!(err.contains("body.2.bias"), "{err}");
-}
-
-fn write_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
-    let mut header = serde_json::Map::new();
-    let mut data = Vec::new();
-    for (name, shape, values) in tensors {
-        let start = data.len();
-        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        header.insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }));
-    }
-    let header = serde_json::to_vec(&header).unwrap();
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(header);
-    bytes.extend(data);
-    std::fs::write(path, bytes).unwrap();
 }
