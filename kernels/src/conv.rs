@@ -405,6 +405,8 @@ fn conv_direct_kernel<F: Float>(
 
 /// Weights in the kernel's layout and element type, with bias and PReLU slopes, split into
 /// groups of output channels so each group's buffer fits the device's largest binding.
+/// Cloning shares the device buffers.
+#[derive(Clone)]
 pub struct ConvWeights {
     /// The element type everything is stored in.
     elem: TypeId,
@@ -416,6 +418,7 @@ pub struct ConvWeights {
 }
 
 /// Output channels `first .. first + count`.
+#[derive(Clone)]
 struct WeightGroup {
     first: usize,
     count: usize,

@@ -59,8 +59,8 @@ fn layout_kernel<F: Float>(
                 src = (((tt / 2) * in_h + y / 2) * in_w + x / 2) as usize * in_c as usize + ci as usize;
             }
             Op::Unpatchify { .. } => {
-                let ci = 16 * c + 4 * (x % 4) + y % 4;
-                src = ((t * in_h + y / 4) * in_w + x / 4) as usize * in_c as usize + ci as usize;
+                let ci = c * factor * factor + factor * (x % factor) + y % factor;
+                src = ((t * in_h + y / factor) * in_w + x / factor) as usize * in_c as usize + ci as usize;
             }
             Op::PixelShuffle => {
                 let ci = c * factor * factor + (y % factor) * factor + x % factor;
@@ -144,17 +144,21 @@ pub fn depth_to_space_3d<R: Runtime, E: Element>(
     launch::<R, E>(client, input, (h, w, c), out, shape, 1, Op::DepthToSpace3d { drop_first });
 }
 
-/// LTX unpatchify (patch 4): `[frames, h, w, 48]` → `[frames, 4h, 4w, 3]`, optionally mapped
-/// from [−1, 1] to [0, 1] and clamped.
+/// LTX unpatchify (patch p): `[frames, h, w, c·p²]` → `[frames, p·h, p·w, c]` with
+/// `out[c, p·i+q, p·j+r] = in[c·p² + p·r + q, i, j]` (the width digit before the height
+/// digit), optionally mapped from [−1, 1] to [0, 1] and clamped.
 pub fn unpatchify<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
-    (frames, h, w): (usize, usize, usize),
+    (frames, h, w, c): (usize, usize, usize, usize),
+    patch: usize,
     to_unit: bool,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len, frames * h * w * 48, "unpatchify input size");
-    launch::<R, E>(client, input, (h, w, 48), out, (frames, 4 * h, 4 * w, 3), 4, Op::Unpatchify { to_unit });
+    let in_c = c * patch * patch;
+    assert_eq!(input.len, frames * h * w * in_c, "unpatchify input size");
+    let shape = (frames, patch * h, patch * w, c);
+    launch::<R, E>(client, input, (h, w, in_c), out, shape, patch, Op::Unpatchify { to_unit });
 }
 
 /// `[n, h, w, c·s²]` → `[n, h·s, w·s, c]`.
@@ -304,19 +308,25 @@ pub mod reference {
         full[skip..].to_vec()
     }
 
-    pub fn unpatchify(y: &[f32], (frames, h, w): (usize, usize, usize), to_unit: bool) -> Vec<f32> {
-        let mut out = vec![0.0; frames * 16 * h * w * 3];
+    pub fn unpatchify(
+        y: &[f32],
+        (frames, h, w, channels): (usize, usize, usize, usize),
+        p: usize,
+        to_unit: bool,
+    ) -> Vec<f32> {
+        let in_c = channels * p * p;
+        let mut out = vec![0.0; frames * p * h * p * w * channels];
         for t in 0..frames {
             for i in 0..h {
                 for j in 0..w {
-                    for c in 0..3 {
-                        for q in 0..4 {
-                            for r in 0..4 {
-                                let mut v = at(y, (h, w, 48), t, i, j, 16 * c + 4 * r + q);
+                    for c in 0..channels {
+                        for q in 0..p {
+                            for r in 0..p {
+                                let mut v = at(y, (h, w, in_c), t, i, j, p * p * c + p * r + q);
                                 if to_unit {
                                     v = ((v + 1.0) * 0.5).clamp(0.0, 1.0);
                                 }
-                                out[((t * 4 * h + 4 * i + q) * 4 * w + 4 * j + r) * 3 + c] = v;
+                                out[((t * p * h + p * i + q) * p * w + p * j + r) * channels + c] = v;
                             }
                         }
                     }
@@ -449,14 +459,15 @@ mod tests {
                 let want = reference::depth_to_space_3d(&x, (n, h, w, c), repeat, drop_first);
                 check(read(&out), want, &format!("case {case}: d2s r{repeat} {drop_first}"));
             }
-            // Unpatchify.
-            let y = rounded::<E>(rng.vec_f32(n * h * w * 48, -1.5, 1.5));
+            // Unpatchify: LTX's patch 4 with RGB, and other patches and channel counts.
+            let (p, oc) = [(4, 3), (2, 1), (1, 3), (4, 4), (3, 3), (4, 3)][case];
+            let y = rounded::<E>(rng.vec_f32(n * h * w * oc * p * p, -1.5, 1.5));
             let input = upload(&y);
             for to_unit in [false, true] {
-                let out = poisoned::<E>(&client, n * 16 * h * w * 3);
-                unpatchify::<_, E>(&client, &input, (n, h, w), to_unit, &out);
-                let want = rounded::<E>(reference::unpatchify(&y, (n, h, w), to_unit));
-                check(read(&out), want, &format!("case {case}: unpatchify"));
+                let out = poisoned::<E>(&client, n * p * h * p * w * oc);
+                unpatchify::<_, E>(&client, &input, (n, h, w, oc), p, to_unit, &out);
+                let want = rounded::<E>(reference::unpatchify(&y, (n, h, w, oc), p, to_unit));
+                check(read(&out), want, &format!("case {case}: unpatchify p{p} c{oc}"));
             }
             // Pixel shuffle, unshuffle, nearest.
             let s = [2, 3, 4][case % 3];

@@ -205,7 +205,7 @@ pub fn pattern_reference(params: &PatternParams, first_frame: u32, frames: usize
 
 fn counter_cell_reference(x: u32, y: u32, frame: u32, scale: u32) -> Option<bool> {
     let (cx, cy) = (x.checked_sub(scale)? / scale, y.checked_sub(scale)? / scale);
-    if cx >= 4 * DIGITS + 1 || cy >= 7 {
+    if cx > 4 * DIGITS || cy >= 7 {
         return None;
     }
     if cx == 0 || cy == 0 || cy == 6 || (cx - 1) % 4 == 3 {

@@ -335,7 +335,7 @@ pub fn resize_reference(
     let wx = reference_weights(in_w, out_w, filter);
     let mut out = Vec::with_capacity(frames * out_h * out_w * c);
     for f in 0..frames {
-        for (_, ys) in wy.iter().enumerate() {
+        for ys in wy.iter() {
             for xs in &wx {
                 for ch in 0..c {
                     let mut acc = 0.0;

@@ -71,6 +71,23 @@ impl<E: Element> TemporalConv3d<E> {
         self.finished = false;
     }
 
+    /// How many frames a [`push`](Self::push) of `frames` frames (and `end`) returns.
+    pub fn output_frames(&self, frames: usize, end: bool) -> usize {
+        if self.weights.kt == 1 {
+            return frames;
+        }
+        if !self.started && frames == 0 {
+            return 0;
+        }
+        let head = match &self.cache {
+            Some(c) => c.frames,
+            None if self.causal => 2,
+            None => 1,
+        };
+        let tail = usize::from(end && !self.causal);
+        (head + frames + tail).saturating_sub(self.weights.kt - 1)
+    }
+
     /// Feeds `frames` new frames (`body`, may be none) and, with `end`, the end of the stream.
     /// Returns the output frames now complete (with `activation` and, when given, the
     /// residual `out = r + scale · y` over them), or `None` when there are none yet.
@@ -211,13 +228,19 @@ mod tests {
             let last = i + 1 == sizes.len();
             let end = last && !separate_end;
             let body = (n > 0).then(|| DeviceBuffer::from_f32(client, &x[at * frame_len..(at + n) * frame_len]));
-            if let Some(f) = conv.push(client, body.as_ref(), n, end, Activation::None, None) {
+            let expected = conv.output_frames(n, end);
+            let got = conv.push(client, body.as_ref(), n, end, Activation::None, None);
+            assert_eq!(got.as_ref().map_or(0, |f| f.frames), expected, "predicted output frames");
+            if let Some(f) = got {
                 out.extend(read_f32(client, f.buffer.handle));
             }
             at += n;
         }
         if separate_end {
-            if let Some(f) = conv.push(client, None, 0, true, Activation::None, None) {
+            let expected = conv.output_frames(0, true);
+            let got = conv.push(client, None, 0, true, Activation::None, None);
+            assert_eq!(got.as_ref().map_or(0, |f| f.frames), expected, "predicted output frames");
+            if let Some(f) = got {
                 out.extend(read_f32(client, f.buffer.handle));
             }
         }

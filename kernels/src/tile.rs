@@ -151,7 +151,7 @@ pub fn blend<R: Runtime, E: Element>(
 fn normalize_kernel(acc: &Array<f32>, inverse: &Array<f32>, out: &mut Array<f32>, plane: u32, channels: u32) {
     let o = ABSOLUTE_POS;
     if o < out.len() {
-        let pixel = ((o / channels as usize) % plane as usize) as usize;
+        let pixel = (o / channels as usize) % plane as usize;
         out[o] = clamp(acc[o] * inverse[pixel], 0.0f32, 1.0f32);
     }
 }
