@@ -41,6 +41,9 @@ macro_rules! with_client {
 }
 pub(crate) use with_client;
 
+/// Per-device copies of something uploaded once per device (a model's weights).
+pub(crate) type PerDevice<T> = std::sync::Arc<std::sync::Mutex<Vec<(Device, std::sync::Arc<T>)>>>;
+
 /// Which runtime to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {

@@ -39,6 +39,10 @@ pub enum Error {
     #[error("{}: {message}", .path.display())]
     Weights { path: PathBuf, message: String },
 
+    /// A latent file that cannot be decoded (wrong rank, no latent, non-finite values).
+    #[error("{}: {message}", .path.display())]
+    Latent { path: PathBuf, message: String },
+
     /// A video file that cannot be read or written, with the frame where known.
     #[error("{}{}: {message}", .path.display(), .frame.map(|f| format!(", frame {f}")).unwrap_or_default())]
     Video { path: PathBuf, frame: Option<u64>, message: String },

@@ -50,7 +50,8 @@ pub mod prelude {
     pub use crate::sink::{
         Batch, Report, TensorFileOptions, collect, drain, save_video, write_tensor,
     };
-    pub use crate::source::{ImageBatch, TestPattern, VideoFile};
+    pub use crate::model::ltx::{Latent, LtxVae};
+    pub use crate::source::{ImageBatch, LtxVaeDecode, TestPattern, VideoFile};
     pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, SaveVideo, Upscale};
     pub use crate::video::{Codec, Container, PixelFormat, VideoOptions};
     pub use crate::{

@@ -160,3 +160,55 @@ fn info_names_the_device() {
     assert_eq!(info["device"]["runtime"], "wgpu");
     assert!(!info["device"]["adapter"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn decode_writes_the_reference_frames_and_upscales_them() {
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ltx");
+    let dir = temp_dir("cli-decode");
+    let out = dir.join("x.safetensors");
+    let status = framestream()
+        .args(["-q", "decode", "--noise-scale", "0", "--chunk-frames", "4", "--vae"])
+        .arg(fixtures.join("v2.safetensors"))
+        .arg("--latent")
+        .arg(fixtures.join("v2.latent"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let got = read_tensor_file(&out);
+    let want = framestream::model::WeightFile::open(fixtures.join("v2-expected.safetensors"))
+        .unwrap()
+        .tensor("frames")
+        .unwrap();
+    assert_eq!(got.shape, want.shape);
+    let err = got.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(err < 1e-4, "max error {err}");
+    // Decoded, upscaled ×2 and encoded as a video.
+    let video = dir.join("x.mp4");
+    let output = framestream()
+        .args(["-q", "decode", "--scale", "2", "--padding", "reflect", "--vae"])
+        .arg(fixtures.join("v2-diffusers"))
+        .arg("--latent")
+        .arg(fixtures.join("v2.latent"))
+        .arg("-o")
+        .arg(&video)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(ffprobe_frames(&video), ("192".into(), "128".into(), "9".into()));
+    // A latent that does not fit the VAE: a clear error, no output.
+    let bad = dir.join("bad.mp4");
+    let output = framestream()
+        .args(["-q", "decode", "--vae"])
+        .arg(fixtures.join("v0.safetensors"))
+        .arg("--latent")
+        .arg(fixtures.join("v2-expected.safetensors"))
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("several 5-D tensors"));
+    assert!(!bad.exists());
+}

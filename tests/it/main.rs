@@ -5,6 +5,7 @@ mod common;
 mod contract;
 mod errors;
 mod lifecycle;
+mod ltx;
 mod preview;
 mod resize;
 mod sinks;

@@ -214,7 +214,7 @@ fn bad_model_files_say_what_they_are() {
     // A valid safetensors file that is not an upscaler.
     let err = UpscaleModel::load(fixture("compact_x4.reference.safetensors")).unwrap_err();
     assert!(err.to_string().contains("not an ESRGAN or compact upscaler"), "{err}");
-    assert!(!UpscaleModel::load(dir.join("missing.pth")).is_ok());
+    assert!(UpscaleModel::load(dir.join("missing.pth")).is_err());
     // A tensor of the wrong shape, and a missing one: named, with both shapes.
     let file = WeightFile::open(fixture("compact_x2.safetensors")).unwrap();
     let mut tensors = Vec::new();

@@ -41,6 +41,8 @@ enum Command {
     Transcode(TranscodeArgs),
     /// Resize a video file by a factor.
     Upscale(UpscaleArgs),
+    /// Decode an LTX-Video latent with its VAE, optionally upscaled, to a file.
+    Decode(DecodeArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +81,43 @@ struct TranscodeArgs {
 struct UpscaleArgs {
     /// The input video.
     input: PathBuf,
+    #[command(flatten)]
+    upscale: UpscaleOptions,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct DecodeArgs {
+    /// LTX-Video VAE: a .safetensors checkpoint (official, combined or diffusers naming) or
+    /// a diffusers vae/ folder.
+    #[arg(long)]
+    vae: PathBuf,
+    /// The latent: a ComfyUI .latent file or a .safetensors file with one 5-D tensor.
+    #[arg(long)]
+    latent: PathBuf,
+    /// Which latent of a batch to decode.
+    #[arg(long)]
+    batch_index: Option<usize>,
+    /// Seed of the decode noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Decode timestep (0.9.1 and later decoders).
+    #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_TIMESTEP)]
+    timestep: f32,
+    /// Share of noise mixed into the latent, 0 for none (0.9.1 and later decoders).
+    #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_NOISE_SCALE)]
+    noise_scale: f32,
+    /// Spatial padding of the convolutions: zeros, reflect or replicate (default: the
+    /// checkpoint's, else reflect).
+    #[arg(long)]
+    padding: Option<String>,
+    /// Device memory one decoder step may produce, in MiB.
+    #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_PIECE_BYTES >> 20)]
+    piece_mib: usize,
+    /// Frame rate of the decoded video.
+    #[arg(long, default_value = "24")]
+    fps: Rational,
     #[command(flatten)]
     upscale: UpscaleOptions,
     #[command(flatten)]
@@ -263,6 +302,7 @@ async fn run(cli: Cli) -> ExitCode {
             Command::Pattern(args) => pattern(&cli, args, &output).await,
             Command::Transcode(args) => transcode(&cli, args, &output).await,
             Command::Upscale(args) => upscale(&cli, args, &output).await,
+            Command::Decode(args) => decode(&cli, args, &output).await,
         }
     };
     // Ctrl-C drops the pipeline, which cancels every stage and removes partial outputs.
@@ -351,6 +391,28 @@ async fn upscale(cli: &Cli, args: &UpscaleArgs, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.input, &args.output.output)?;
     let video = VideoFile::open(&args.input)?.pipe(args.upscale.stage()?);
+    run_pipeline(cli, &video, &args.output, output).await
+}
+
+async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
+    args.output.check()?;
+    check_not_same_file(&args.latent, &args.output.output)?;
+    let mut vae = LtxVae::load(&args.vae)?;
+    if let Some(padding) = &args.padding {
+        vae = vae.with_padding(framestream::model::ltx::parse_padding(padding)?);
+    }
+    let latent = Latent::open(&args.latent, args.batch_index)?;
+    let decoded = LtxVaeDecode::new(vae, latent)?
+        .seed(args.seed)
+        .timestep(args.timestep)
+        .noise_scale(args.noise_scale)
+        .piece_bytes(args.piece_mib << 20)
+        .fps(args.fps);
+    let video = if args.upscale.model.is_some() || args.upscale.scale.is_some() {
+        decoded.pipe(args.upscale.stage()?).boxed()
+    } else {
+        decoded.boxed()
+    };
     run_pipeline(cli, &video, &args.output, output).await
 }
 

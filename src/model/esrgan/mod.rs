@@ -8,7 +8,7 @@
 mod compact;
 mod rrdb;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use framestream_kernels::conv::{ConvWeights, Strategy};
 
@@ -16,7 +16,7 @@ pub use compact::CompactConfig;
 pub use rrdb::RrdbConfig;
 
 use super::weights::WeightFile;
-use crate::device::{Device, with_client};
+use crate::device::{Device, PerDevice, with_client};
 use crate::error::{Error, Result};
 
 /// The network a weight file holds.
@@ -32,7 +32,7 @@ pub struct UpscaleModel {
     name: String,
     architecture: Architecture,
     weights: Arc<WeightFile>,
-    uploaded: Arc<Mutex<Vec<(Device, Arc<DeviceModel>)>>>,
+    uploaded: PerDevice<DeviceModel>,
 }
 
 impl std::fmt::Debug for UpscaleModel {

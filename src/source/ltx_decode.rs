@@ -1,0 +1,138 @@
+//! `LtxVaeDecode`: an LTX-Video latent decoded into frames chunk by chunk.
+
+use std::sync::Arc;
+
+use crate::chunk::Chunk;
+use crate::error::{Error, Result};
+use crate::model::ltx::{DecodeParams, Decoder, Latent, LtxVae};
+use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
+
+/// Frames of an LTX-Video latent: `8·(T−1)+1` frames of `32h × 32w` for a released decoder,
+/// values in [0, 1]. Memory stays the decoder's carried state plus about one piece per level
+/// whatever the length. Decode noise and 0.9.1's injected noise come from a counter-based
+/// generator keyed by the seed and absolute positions: every chunking and every replay of a
+/// seed give the same frames.
+#[derive(Clone, Debug)]
+pub struct LtxVaeDecode {
+    vae: LtxVae,
+    latent: Arc<Latent>,
+    seed: Option<u64>,
+    timestep: f32,
+    noise_scale: f32,
+    piece_bytes: usize,
+    fps: Rational,
+}
+
+impl LtxVaeDecode {
+    /// ComfyUI's and LTX-Video's decode timestep.
+    pub const DEFAULT_TIMESTEP: f32 = 0.05;
+    /// ComfyUI's and LTX-Video's decode noise scale.
+    pub const DEFAULT_NOISE_SCALE: f32 = 0.025;
+    /// Device bytes a decoder step may produce.
+    pub const DEFAULT_PIECE_BYTES: usize = 64 << 20;
+
+    pub fn new(vae: LtxVae, latent: Latent) -> Result<Self> {
+        let expected = vae.config().latent_channels;
+        if latent.channels() != expected {
+            return Err(Error::shape(format!(
+                "a latent of {} channels for a VAE that decodes {expected}",
+                latent.channels()
+            )));
+        }
+        Ok(Self {
+            vae,
+            latent: Arc::new(latent),
+            seed: None,
+            timestep: Self::DEFAULT_TIMESTEP,
+            noise_scale: Self::DEFAULT_NOISE_SCALE,
+            piece_bytes: Self::DEFAULT_PIECE_BYTES,
+            fps: Rational { num: 24, den: 1 },
+        })
+    }
+
+    /// The noise seed; without one the request's seed is used.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The decode timestep of timestep-conditioned decoders (0.9.1 on).
+    pub fn timestep(mut self, timestep: f32) -> Self {
+        self.timestep = timestep;
+        self
+    }
+
+    /// The share of noise mixed into the latent before decoding (0 for none); only
+    /// timestep-conditioned decoders (0.9.1 on) use it.
+    pub fn noise_scale(mut self, scale: f32) -> Self {
+        self.noise_scale = scale;
+        self
+    }
+
+    /// Device bytes one decoder step may produce: smaller pieces lower peak memory, larger
+    /// ones launch fewer, bigger kernels.
+    pub fn piece_bytes(mut self, bytes: usize) -> Self {
+        self.piece_bytes = bytes;
+        self
+    }
+
+    /// The frame rate the stream reports (24 by default, LTX-Video's usual rate).
+    pub fn fps(mut self, fps: Rational) -> Self {
+        self.fps = fps;
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(self.timestep.is_finite() && self.timestep >= 0.0) {
+            return Err(Error::config(format!("decode timestep {} (expected ≥ 0)", self.timestep)));
+        }
+        if !(0.0..=1.0).contains(&self.noise_scale) {
+            return Err(Error::config(format!("decode noise scale {} (expected 0 to 1)", self.noise_scale)));
+        }
+        if self.piece_bytes == 0 {
+            return Err(Error::config("a decoder piece of 0 bytes"));
+        }
+        Ok(())
+    }
+}
+
+impl Source for LtxVaeDecode {
+    fn name(&self) -> String {
+        "ltx-decode".into()
+    }
+
+    fn info(&self) -> Result<StreamInfo> {
+        self.check()?;
+        let config = self.vae.config();
+        let factor = config.spatial_factor();
+        Ok(StreamInfo {
+            width: self.latent.width() * factor,
+            height: self.latent.height() * factor,
+            channels: config.out_channels,
+            fps: self.fps,
+            total_frames: Some(config.frames(self.latent.frames()) as u64),
+        })
+    }
+
+    fn stream(&self, request: &OpenRequest) -> FrameStream {
+        let params = DecodeParams {
+            seed: self.seed.unwrap_or(request.seed()),
+            timestep: self.timestep,
+            noise_scale: self.noise_scale,
+            piece_bytes: self.piece_bytes,
+        };
+        let (vae, latent) = (self.vae.clone(), self.latent.clone());
+        let device = request.device().clone();
+        let chunk = request.chunk_frames();
+        Box::pin(async_stream::try_stream! {
+            let mut decoder = Decoder::new(&vae, latent, &device, &params)?;
+            let (h, w, c) = decoder.frame;
+            let mut start = 0u64;
+            while let Some(frames) = decoder.pull(chunk, chunk)? {
+                let n = frames.frames;
+                yield Chunk::new(&device, frames.buffer, [n, h, w, c], start)?;
+                start += n as u64;
+            }
+        })
+    }
+}
