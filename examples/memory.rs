@@ -5,7 +5,8 @@
 //! Each length runs in a fresh child process so its peak RSS (VmHWM) is its own. On lavapipe
 //! device memory is host memory, so the RSS includes the device's buffers.
 
-use std::process::Command;
+mod common;
+
 use std::time::Instant;
 
 use framestream::prelude::*;
@@ -41,15 +42,6 @@ fn parse_args() -> Args {
     args
 }
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Runs one length and prints `frames seconds peak_kib reserved_bytes`.
 fn child(args: &Args) -> Result<()> {
     let frames = args.frames[0];
@@ -66,7 +58,7 @@ fn child(args: &Args) -> Result<()> {
             "{} {:.3} {} {}",
             report.frames,
             start.elapsed().as_secs_f64(),
-            peak_rss_kib(),
+            common::peak_rss_kib(),
             reserved
         );
         Ok(())
@@ -75,13 +67,7 @@ fn child(args: &Args) -> Result<()> {
 
 fn main() {
     let args = parse_args();
-    if args.child {
-        if let Err(e) = child(&args) {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
+    common::run_if_child(args.child, || child(&args));
     let device = Device::from_env().expect("a device");
     let (w, h) = (args.size.width, args.size.height);
     println!("pattern {w}x{h} -> resize x2 (lanczos) -> drain, chunk {} frames", args.chunk_frames);
@@ -91,17 +77,14 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|");
     let mut peaks = Vec::new();
     for &frames in &args.frames {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--child", "--size", &args.size.to_string(), "--frames", &frames.to_string()])
-            .args(["--chunk-frames", &args.chunk_frames.to_string()])
-            .output()
-            .expect("run the child");
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-            std::process::exit(1);
-        }
-        let line = String::from_utf8_lossy(&out.stdout);
-        let v: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        let v = common::run_child(&[
+            "--size".into(),
+            args.size.to_string(),
+            "--frames".into(),
+            frames.to_string(),
+            "--chunk-frames".into(),
+            args.chunk_frames.to_string(),
+        ]);
         let whole = frames as f64 * (4 * w * h * 3 * 4) as f64 / (1 << 20) as f64;
         println!(
             "| {frames} | {:.2} | {:.1} | {:.1} | {:.1} | {whole:.0} |",
@@ -112,7 +95,6 @@ fn main() {
         );
         peaks.push(v[2]);
     }
-    let (lo, hi) = peaks.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
     println!();
-    println!("peak RSS spread: {:.1} % (target < 10 %)", (hi - lo) / lo * 100.0);
+    println!("peak RSS spread: {:.1} % (target < 10 %)", common::spread_percent(&peaks));
 }

@@ -8,6 +8,8 @@
 //!    `ffmpeg -f rawvideo -pix_fmt rgb24 -i - -c:v libx264 -preset ultrafast` (the frames as
 //!    bytes in memory, piped), in one run; the best of two runs each.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -50,15 +52,6 @@ fn parse_args() -> Args {
     args
 }
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn h264() -> VideoOptions {
     VideoOptions::h264().preset("ultrafast").overwrite(true)
 }
@@ -98,7 +91,7 @@ async fn child(args: &Args) -> Result<()> {
     let start = Instant::now();
     let report = save_video(&video, &path, &request, &h264()).await?;
     let _ = std::fs::remove_file(&path);
-    println!("{} {:.3} {}", report.frames, start.elapsed().as_secs_f64(), peak_rss_kib());
+    println!("{} {:.3} {}", report.frames, start.elapsed().as_secs_f64(), common::peak_rss_kib());
     Ok(())
 }
 
@@ -145,13 +138,7 @@ async fn compare(args: &Args, device: &Device) -> Result<(f64, f64)> {
 fn main() {
     let args = parse_args();
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
-    if args.child {
-        if let Err(e) = runtime.block_on(child(&args)) {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
+    common::run_if_child(args.child, || runtime.block_on(child(&args)));
     let device = Device::from_env().expect("a device");
     let (w, h) = (args.size.width, args.size.height);
     println!("device: {}", device.info());
@@ -162,17 +149,14 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|");
     let mut peaks = Vec::new();
     for &frames in &args.frames {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--child", "--size", &args.size.to_string(), "--frames", &frames.to_string()])
-            .args(["--chunk-frames", &args.chunk_frames.to_string()])
-            .output()
-            .expect("run the child");
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-            std::process::exit(1);
-        }
-        let line = String::from_utf8_lossy(&out.stdout);
-        let v: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        let v = common::run_child(&[
+            "--size".into(),
+            args.size.to_string(),
+            "--frames".into(),
+            frames.to_string(),
+            "--chunk-frames".into(),
+            args.chunk_frames.to_string(),
+        ]);
         let whole = frames as f64 * (w * h * 3 * 4) as f64 / (1 << 20) as f64;
         println!(
             "| {frames} | {:.2} | {:.1} | {:.1} | {whole:.0} |",
@@ -182,9 +166,8 @@ fn main() {
         );
         peaks.push(v[2]);
     }
-    let (lo, hi) = peaks.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
     println!();
-    println!("peak RSS spread: {:.1} % (target < 10 %)", (hi - lo) / lo * 100.0);
+    println!("peak RSS spread: {:.1} % (target < 10 %)", common::spread_percent(&peaks));
     println!();
     match runtime.block_on(compare(&args, &device)) {
         Ok((ours, theirs)) => {

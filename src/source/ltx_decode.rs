@@ -28,8 +28,10 @@ impl LtxVaeDecode {
     pub const DEFAULT_TIMESTEP: f32 = 0.05;
     /// ComfyUI's and LTX-Video's decode noise scale.
     pub const DEFAULT_NOISE_SCALE: f32 = 0.025;
-    /// Device bytes a decoder step may produce.
-    pub const DEFAULT_PIECE_BYTES: usize = 64 << 20;
+    /// Device bytes a decoder step may produce. Each level may hold about one such piece
+    /// besides the carried state, so this bounds memory; GPU launches stay large enough
+    /// (a 768×512 decode still steps whole frames at the widest level).
+    pub const DEFAULT_PIECE_BYTES: usize = 16 << 20;
 
     pub fn new(vae: LtxVae, latent: Latent) -> Result<Self> {
         let expected = vae.config().latent_channels;

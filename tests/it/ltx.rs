@@ -228,6 +228,14 @@ async fn bad_latents_say_what_is_wrong() {
     assert!(err.contains("reflection"), "{err}");
     let zeros = LtxVaeDecode::new(v0.with_padding(Padding::Zeros), random_latent(2, 2, 1)).unwrap();
     assert!(collect(&zeros, &request(4), 100).await.is_ok());
+    // A frame too large for one device buffer: refused before any work, with the limit.
+    let req = request(1);
+    let limit = req.device().max_buffer_bytes() as usize;
+    let side = ((limit / (2 * 48 * 4)) as f64).sqrt() as usize / 8 + 8;
+    let huge = Latent::from_tensor(&[1, 16, 1, side, side], &vec![0.0; 16 * side * side], None).unwrap();
+    let v2 = LtxVae::load(fixture("v2.safetensors")).unwrap();
+    let err = collect(&LtxVaeDecode::new(v2, huge).unwrap(), &req, 10).await.unwrap_err().to_string();
+    assert!(err.contains("buffer limit"), "{err}");
 }
 
 #[test]

@@ -344,7 +344,7 @@ impl Decoder {
             )));
         }
         let mut modules = vec![Module::ConvIn(conv3d(&weights.conv_in, &level, padding, causal, strategy))];
-        // Values per input frame and per output frame of each module, for the queues and budget.
+        // Values per input frame, and output values per input frame, of each module.
         let mut frame_lens = vec![(level.pixels() * config.latent_channels, level.pixels() * config.width())];
         for (i, (block, block_weights)) in config.blocks.iter().zip(&weights.blocks).enumerate() {
             let res_module = |level: &Level, w: &ResWeights, cin: usize, cout: usize, j: usize, noise: bool| -> Result<ResModule> {
@@ -403,7 +403,8 @@ impl Decoder {
                         drop_residual: true,
                         residual: residual.then(|| FrameQueue::new(next.pixels() * out)),
                     })));
-                    frame_lens.push((level.pixels() * cin, next.pixels() * out));
+                    // Two output frames per input frame.
+                    frame_lens.push((level.pixels() * cin, 2 * next.pixels() * out));
                     level = next;
                 }
                 _ => unreachable!("weights are uploaded from the config"),
@@ -422,9 +423,8 @@ impl Decoder {
         frame_lens.push((level.pixels() * channels, level.pixels() * p * p * oc));
         let frame = (level.height * p, level.width * p, oc);
 
-        // Piece sizes: a step's largest buffer (its output, or the input it copies, plus one
-        // frame for the end flush and two for an upsampler's doubling) within the budget and
-        // within one device buffer.
+        // Piece sizes: a step's largest buffer (its input, or its output with one more frame
+        // from the end flush) within the budget and within one device buffer.
         let max_buffer = device.max_buffer_bytes() as usize;
         let mut queues = Vec::new();
         let mut pieces = Vec::new();
@@ -435,9 +435,9 @@ impl Decoder {
             let piece = fit(params.piece_bytes).min(fit(max_buffer)).max(1);
             if 4 * (piece + 1) * output > max_buffer || 4 * input > max_buffer {
                 return Err(Error::Device(format!(
-                    "decoder level {i} needs {:.1} MiB per frame, over this device's {:.1} MiB buffer \
-                     limit ({}): decode a smaller latent",
-                    (per_frame * 2) as f64 / (1 << 20) as f64,
+                    "decoder module {i} needs {:.1} MiB for its smallest step, over this device's \
+                     {:.1} MiB buffer limit ({}): decode a smaller latent",
+                    (4 * (input.max(2 * output))) as f64 / (1 << 20) as f64,
                     max_buffer as f64 / (1 << 20) as f64,
                     device.info().adapter
                 )));

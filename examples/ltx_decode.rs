@@ -1,0 +1,228 @@
+//! Memory and speed of the streaming LTX-Video VAE decode, for several latent lengths.
+//!
+//! `cargo run --release --example ltx_decode [-- --latent 2x2 --frames 5,17,33 --chunk-frames 8
+//!  --layers 5 --base 128 --piece-kib 16]`
+//!
+//! The decoder has the 0.9.5+ architecture (base 128: conv_in 128→1024, four Mid blocks of
+//! `--layers` resblocks at 1024/512/256/128 channels, three residual upsamplers) with random
+//! bf16 weights built in memory, so nothing is downloaded. Each length runs in a fresh child
+//! process so its peak RSS (VmHWM) is its own (each first decodes one latent frame, untimed,
+//! to upload the weights and compile the kernels); on lavapipe device memory is host memory, so
+//! the RSS includes the weights and the device's buffers. "Decode stream" memory is the
+//! stream's own device pool (the weights live on a stream of their own).
+//!
+//! Memory is bounded by the piece size (what one decoder step may produce), not by the frame
+//! count: the default 16 KiB makes every step one frame at this small latent, so the run shows
+//! the carried state alone; with pieces larger than the whole video (e.g. `--piece-kib 65536`
+//! at 2×2) every level takes the video in one step and memory follows its length.
+
+mod common;
+
+use std::time::Instant;
+
+use framestream::model::WeightFile;
+use framestream::prelude::*;
+use futures::StreamExt;
+
+struct Args {
+    latent: FrameSize,
+    frames: Vec<usize>,
+    chunk_frames: usize,
+    layers: usize,
+    base: usize,
+    piece_kib: usize,
+    child: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        latent: "2x2".parse().unwrap(),
+        frames: vec![5, 17, 33],
+        chunk_frames: 8,
+        layers: 5,
+        base: 128,
+        piece_kib: 16,
+        child: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--latent" => args.latent = value().parse().expect("--latent WxH"),
+            "--frames" => args.frames = value().split(',').map(|n| n.parse().expect("--frames N,M")).collect(),
+            "--chunk-frames" => args.chunk_frames = value().parse().expect("--chunk-frames N"),
+            "--layers" => args.layers = value().parse().expect("--layers N"),
+            "--base" => args.base = value().parse().expect("--base N"),
+            "--piece-kib" => args.piece_kib = value().parse().expect("--piece-kib N"),
+            "--child" => args.child = true,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+fn config(args: &Args) -> serde_json::Value {
+    let mid = serde_json::json!(["res_x", { "num_layers": args.layers, "inject_noise": false }]);
+    let up = serde_json::json!(["compress_all", { "residual": true, "multiplier": 2 }]);
+    serde_json::json!({
+        "_class_name": "CausalVideoAutoencoder", "dims": 3, "out_channels": 3, "latent_channels": 128,
+        "norm_layer": "pixel_norm", "patch_size": 4, "causal_decoder": false, "timestep_conditioning": true,
+        "decoder_base_channels": args.base, "spatial_padding_mode": "zeros",
+        "decoder_blocks": [mid, up, mid, up, mid, up, mid],
+    })
+}
+
+/// A safetensors file of bf16 values uniform in ±1/√fan_in (fan_in from the shape), with the
+/// config in its metadata.
+fn random_checkpoint(config: &serde_json::Value) -> WeightFile {
+    let tensors = framestream::model::ltx::LtxConfig::from_official(config).expect("config").tensors();
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape) in &tensors {
+        let bytes = 2 * shape.iter().product::<usize>();
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + bytes] }),
+        );
+        offset += bytes;
+    }
+    header.insert("__metadata__".into(), serde_json::json!({ "config": serde_json::json!({ "vae": config }).to_string() }));
+    let header = serde_json::Value::Object(header).to_string().into_bytes();
+    let mut file = Vec::with_capacity(8 + header.len() + offset);
+    file.extend((header.len() as u64).to_le_bytes());
+    file.extend(&header);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for (name, shape) in &tensors {
+        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let statistic = name.starts_with("per_channel") || name.ends_with("multiplier");
+        let bound = if statistic { 1.0 } else { 1.0 / (fan_in as f32).sqrt() };
+        for _ in 0..shape.iter().product::<usize>() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+            let v = if name.ends_with("multiplier") { 1000.0 } else if statistic { 0.5 + u } else { (2.0 * u - 1.0) * bound };
+            file.extend(half::bf16::from_f32(v).to_le_bytes());
+        }
+    }
+    WeightFile::from_bytes("random-ltx-vae.safetensors", file).expect("a valid file")
+}
+
+/// Decodes one length and prints `frames seconds peak_kib max_in_use reserved`.
+fn child(args: &Args) -> Result<()> {
+    let t = args.frames[0];
+    let vae = LtxVae::from_weights(random_checkpoint(&config(args)))?;
+    let (h, w) = (args.latent.height, args.latent.width);
+    let mut state = 7u64;
+    let data: Vec<f32> = (0..128 * t * h * w)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let latent = Latent::from_tensor(&[1, 128, t, h, w], &data, None)?;
+    let source = LtxVaeDecode::new(vae.clone(), latent)?.piece_bytes(args.piece_kib << 10);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    runtime.block_on(async {
+        let device = Device::from_env()?;
+        let request = OpenRequest::new(&device).with_chunk_frames(args.chunk_frames);
+        // Upload the weights and compile the kernels before timing: decode one latent frame.
+        vae.upload_to(&device)?;
+        let one = Latent::from_tensor(&[1, 128, 1, h, w], &data[..128 * h * w], None)?;
+        drain(&LtxVaeDecode::new(vae.clone(), one)?, &OpenRequest::new(&device)).await?;
+        let start = Instant::now();
+        let mut stream = source.open(&request);
+        let (mut frames, mut max_in_use) = (0, 0);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            frames += chunk.frames();
+            drop(chunk);
+            request.device().sync().await?;
+            max_in_use = max_in_use.max(request.device().memory_usage()?.bytes_in_use);
+        }
+        let reserved = request.device().memory_usage()?.bytes_reserved;
+        println!("{frames} {:.3} {} {max_in_use} {reserved}", start.elapsed().as_secs_f64(), common::peak_rss_kib());
+        Ok(())
+    })
+}
+
+/// Bytes of the largest activation a whole-sequence decode of `t` latent frames holds (an
+/// upsampler's convolution output or a level's resblock output, f32).
+fn whole_sequence_peak(config: &framestream::model::ltx::LtxConfig, t: usize, (h, w): (usize, usize)) -> usize {
+    use framestream::model::ltx::Block;
+    let (mut frames, mut pixels) = (t, h * w);
+    let mut peak = frames * pixels * config.width();
+    for block in &config.blocks {
+        match *block {
+            Block::Upsample { cin, reduction, .. } => {
+                peak = peak.max(frames * pixels * 8 * cin / reduction);
+                frames = 2 * frames - 1;
+                pixels *= 4;
+            }
+            b => peak = peak.max(frames * pixels * b.out_channels()),
+        }
+    }
+    4 * peak
+}
+
+fn main() {
+    let args = parse_args();
+    common::run_if_child(args.child, || child(&args));
+    let device = Device::from_env().expect("a device");
+    let config = framestream::model::ltx::LtxConfig::from_official(&config(&args)).expect("config");
+    let (h, w) = (args.latent.height, args.latent.width);
+    let factor = config.spatial_factor();
+    println!(
+        "LTX-Video 0.9.5+ decoder, base {} ({} resblocks per level), random bf16 weights; latent {w}x{h} -> {}x{}; \
+         chunks of {}, pieces of {} KiB",
+        args.base,
+        args.layers,
+        w * factor,
+        h * factor,
+        args.chunk_frames,
+        args.piece_kib
+    );
+    println!("device: {}", device.info());
+    println!();
+    println!(
+        "| latent frames | frames | time (s) | frames/s | peak RSS (MiB) | decode stream: max in use / reserved (MiB) \
+         | decoded video f32 (MiB) | whole-sequence largest activation (MiB) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mib = |b: f64| b / (1 << 20) as f64;
+    let (mut rss, mut device_peaks) = (Vec::new(), Vec::new());
+    for &t in &args.frames {
+        let v = common::run_child(&[
+            "--latent".into(),
+            args.latent.to_string(),
+            "--frames".into(),
+            t.to_string(),
+            "--chunk-frames".into(),
+            args.chunk_frames.to_string(),
+            "--layers".into(),
+            args.layers.to_string(),
+            "--base".into(),
+            args.base.to_string(),
+            "--piece-kib".into(),
+            args.piece_kib.to_string(),
+        ]);
+        let video = (config.frames(t) * h * w * factor * factor * 3 * 4) as f64;
+        println!(
+            "| {t} | {} | {:.2} | {:.2} | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} |",
+            v[0],
+            v[1],
+            v[0] / v[1],
+            v[2] / 1024.0,
+            mib(v[3]),
+            mib(v[4]),
+            mib(video),
+            mib(whole_sequence_peak(&config, t, (h, w)) as f64)
+        );
+        rss.push(v[2]);
+        device_peaks.push(v[4]);
+    }
+    println!();
+    println!("peak RSS spread: {:.1} %, decode stream reserved spread: {:.1} % (target < 10 %)", common::spread_percent(&rss),
+        common::spread_percent(&device_peaks));
+}
