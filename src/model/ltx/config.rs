@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use crate::model::weights::WeightFile;
 
+/// Sanity bounds on a config (the largest release has 1024 channels and 8 resblocks a block).
+const MAX_CHANNELS: usize = 1 << 16;
+const MAX_BLOCKS: usize = 256;
+
 /// One entry of `decoder.up_blocks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Block {
@@ -137,11 +141,17 @@ impl LtxConfig {
         // The width at the latent side: the base times every multiplier.
         let mut channels = usize_field(config, "decoder_base_channels", Some(128))?;
         for (name, params) in &parsed {
-            if name == "res_x_y" {
-                channels *= usize_field(params, "multiplier", Some(2))?;
+            let multiplier = if name == "res_x_y" {
+                usize_field(params, "multiplier", Some(2))?
             } else if name.starts_with("compress") {
-                channels *= usize_field(params, "multiplier", Some(1))?;
-            }
+                usize_field(params, "multiplier", Some(1))?
+            } else {
+                1
+            };
+            channels = channels
+                .checked_mul(multiplier)
+                .filter(|&c| c <= MAX_CHANNELS)
+                .ok_or_else(|| format!("over {MAX_CHANNELS} channels at the latent side"))?;
         }
         let mut out = Vec::new();
         for (name, params) in &parsed {
@@ -307,15 +317,15 @@ impl LtxConfig {
             let block = if let Some(w) = shape(&format!("{p}.res_blocks.0.conv1.conv.weight")) {
                 let layers = (0..).take_while(|j| file.contains(&format!("{p}.res_blocks.{j}.conv1.conv.weight"))).count();
                 let inject_noise = file.contains(&format!("{p}.res_blocks.0.per_channel_scale1"));
-                Block::Mid { channels: w[0], layers, inject_noise }
+                Block::Mid { channels: w.first().copied().unwrap_or(0), layers, inject_noise }
             } else if let Some(w) = shape(&format!("{p}.conv.conv.weight")) {
-                let (cout, cin) = (w[0], w.get(1).copied().unwrap_or(0));
+                let (cout, cin) = (w.first().copied().unwrap_or(0), w.get(1).copied().unwrap_or(0));
                 if cout == 0 || (8 * cin) % cout != 0 {
                     return Err(format!("{p}.conv.conv.weight {w:?} is not a depth-to-space convolution"));
                 }
                 Block::Upsample { cin, reduction: 8 * cin / cout, residual: timestep_conditioning }
             } else if let Some(w) = shape(&format!("{p}.conv1.conv.weight")) {
-                Block::Res { cin: w.get(1).copied().unwrap_or(0), cout: w[0] }
+                Block::Res { cin: w.get(1).copied().unwrap_or(0), cout: w.first().copied().unwrap_or(0) }
             } else {
                 break;
             };
@@ -379,11 +389,29 @@ impl LtxConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.blocks.is_empty() {
-            return Err("the decoder has no blocks".into());
+        if self.blocks.is_empty() || self.blocks.len() > MAX_BLOCKS {
+            return Err(format!("{} decoder blocks (1 to {MAX_BLOCKS})", self.blocks.len()));
         }
         if self.out_channels == 0 || self.latent_channels == 0 || self.patch_size == 0 {
             return Err("zero channels or patch size".into());
+        }
+        if self.out_channels > 4 || self.latent_channels > MAX_CHANNELS || self.patch_size > 16 {
+            return Err(format!(
+                "out_channels {}, latent_channels {}, patch_size {}: beyond any LTX-Video VAE",
+                self.out_channels, self.latent_channels, self.patch_size
+            ));
+        }
+        if self.upsamplers() > 8 {
+            return Err(format!("{} upsamplers (at most 8)", self.upsamplers()));
+        }
+        for b in &self.blocks {
+            let (channels, layers) = match *b {
+                Block::Mid { channels, layers, .. } => (channels, layers),
+                other => (other.in_channels().max(other.out_channels()), 1),
+            };
+            if channels > MAX_CHANNELS || layers > MAX_BLOCKS {
+                return Err(format!("{b:?}: beyond any LTX-Video VAE"));
+            }
         }
         let mut channels = self.width();
         for (i, b) in self.blocks.iter().enumerate() {
@@ -530,5 +558,12 @@ mod tests {
         let mut config = released("0.9.5");
         config["dims"] = json!(2);
         assert!(LtxConfig::from_official(&config).unwrap_err().contains("dims"));
+        // Sizes no checkpoint can have are refused before anything is computed from them.
+        let mut config = released("0.9.5");
+        config["decoder_base_channels"] = json!(u64::MAX / 2);
+        assert!(LtxConfig::from_official(&config).unwrap_err().contains("channels"));
+        let mut config = released("0.9.5");
+        config["decoder_blocks"] = json!(vec![json!(["compress_all", 1]); 70]);
+        assert!(LtxConfig::from_official(&config).is_err());
     }
 }
