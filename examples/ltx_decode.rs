@@ -1,7 +1,7 @@
 //! Memory and speed of the streaming LTX-Video VAE decode, for several latent lengths.
 //!
 //! `cargo run --release --example ltx_decode [-- --latent 2x2 --frames 5,17,33 --chunk-frames 8
-//!  --layers 5 --base 128 --piece-kib 16]`
+//!  --layers 5 --base 128 --piece-kib 16 --precision f32]`
 //!
 //! The decoder has the 0.9.5+ architecture (base 128: conv_in 128→1024, four Mid blocks of
 //! `--layers` resblocks at 1024/512/256/128 channels, three residual upsamplers) with random
@@ -31,6 +31,7 @@ struct Args {
     layers: usize,
     base: usize,
     piece_kib: usize,
+    precision: framestream::model::ltx::Precision,
     child: bool,
 }
 
@@ -42,6 +43,7 @@ fn parse_args() -> Args {
         layers: 5,
         base: 128,
         piece_kib: 16,
+        precision: Default::default(),
         child: false,
     };
     let mut it = std::env::args().skip(1);
@@ -54,6 +56,7 @@ fn parse_args() -> Args {
             "--layers" => args.layers = value().parse().expect("--layers N"),
             "--base" => args.base = value().parse().expect("--base N"),
             "--piece-kib" => args.piece_kib = value().parse().expect("--piece-kib N"),
+            "--precision" => args.precision = value().parse().expect("--precision f32|f16|bf16"),
             "--child" => args.child = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -122,15 +125,15 @@ fn child(args: &Args) -> Result<()> {
         })
         .collect();
     let latent = Latent::from_tensor(&[1, 128, t, h, w], &data, None)?;
-    let source = LtxVaeDecode::new(vae.clone(), latent)?.piece_bytes(args.piece_kib << 10);
+    let source = LtxVaeDecode::new(vae.clone(), latent)?.piece_bytes(args.piece_kib << 10).precision(args.precision);
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     runtime.block_on(async {
         let device = Device::from_env()?;
         let request = OpenRequest::new(&device).with_chunk_frames(args.chunk_frames);
         // Upload the weights and compile the kernels before timing: decode one latent frame.
-        vae.upload_to(&device)?;
+        vae.upload_to(&device, args.precision)?;
         let one = Latent::from_tensor(&[1, 128, 1, h, w], &data[..128 * h * w], None)?;
-        drain(&LtxVaeDecode::new(vae.clone(), one)?, &OpenRequest::new(&device)).await?;
+        drain(&LtxVaeDecode::new(vae.clone(), one)?.precision(args.precision), &OpenRequest::new(&device)).await?;
         let start = Instant::now();
         let mut stream = source.open(&request);
         let (mut frames, mut max_in_use) = (0, 0);
@@ -175,13 +178,14 @@ fn main() {
     let factor = config.spatial_factor();
     println!(
         "LTX-Video 0.9.5+ decoder, base {} ({} resblocks per level), random bf16 weights; latent {w}x{h} -> {}x{}; \
-         chunks of {}, pieces of {} KiB",
+         chunks of {}, pieces of {} KiB, activations in {}",
         args.base,
         args.layers,
         w * factor,
         h * factor,
         args.chunk_frames,
-        args.piece_kib
+        args.piece_kib,
+        args.precision
     );
     println!("device: {}", device.info());
     println!();
@@ -206,6 +210,8 @@ fn main() {
             args.base.to_string(),
             "--piece-kib".into(),
             args.piece_kib.to_string(),
+            "--precision".into(),
+            args.precision.to_string(),
         ]);
         let video = (config.frames(t) * h * w * factor * factor * 3 * 4) as f64;
         println!(

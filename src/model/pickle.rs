@@ -244,7 +244,7 @@ pub fn load(bytes: &[u8]) -> Result<Value> {
                 let items = pop_mark(&mut stack)?;
                 stack.push(Value::Tuple(items));
             }
-            0x85 | 0x86 | 0x87 => {
+            0x85..=0x87 => {
                 let n = usize::from(op - 0x84);
                 if stack.len() < n {
                     return Err("pickle stack underflow".into());

@@ -1,10 +1,15 @@
 //! `LtxVaeDecode`: an LTX-Video latent decoded into frames chunk by chunk.
 
+use std::any::TypeId;
 use std::sync::Arc;
 
+use framestream_kernels::Element;
+use framestream_kernels::tile::crop;
+
 use crate::chunk::Chunk;
+use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
-use crate::model::ltx::{DecodeParams, Decoder, Latent, LtxVae};
+use crate::model::ltx::{DecodeParams, Decoder, Latent, LtxVae, Precision};
 use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
 
 /// Frames of an LTX-Video latent: `8·(T−1)+1` frames of `32h × 32w` for a released decoder,
@@ -21,6 +26,7 @@ pub struct LtxVaeDecode {
     noise_scale: f32,
     piece_bytes: usize,
     fps: Rational,
+    precision: Precision,
 }
 
 impl LtxVaeDecode {
@@ -49,6 +55,7 @@ impl LtxVaeDecode {
             noise_scale: Self::DEFAULT_NOISE_SCALE,
             piece_bytes: Self::DEFAULT_PIECE_BYTES,
             fps: Rational { num: 24, den: 1 },
+            precision: Precision::F32,
         })
     }
 
@@ -75,6 +82,13 @@ impl LtxVaeDecode {
     /// ones launch fewer, bigger kernels.
     pub fn piece_bytes(mut self, bytes: usize) -> Self {
         self.piece_bytes = bytes;
+        self
+    }
+
+    /// The element type activations are computed in: f16 and bf16 halve the decoder's
+    /// memory (weights and carried state) where the device has them; frames leave as f32.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -126,15 +140,33 @@ impl Source for LtxVaeDecode {
         let (vae, latent) = (self.vae.clone(), self.latent.clone());
         let device = request.device().clone();
         let chunk = request.chunk_frames();
-        Box::pin(async_stream::try_stream! {
-            let mut decoder = Decoder::new(&vae, latent, &device, &params)?;
-            let (h, w, c) = decoder.frame;
-            let mut start = 0u64;
-            while let Some(frames) = decoder.pull(chunk, chunk)? {
-                let n = frames.frames;
-                yield Chunk::new(&device, frames.buffer, [n, h, w, c], start)?;
-                start += n as u64;
-            }
-        })
+        match self.precision {
+            Precision::F32 => decode::<f32>(vae, latent, device, params, chunk),
+            Precision::F16 => decode::<half::f16>(vae, latent, device, params, chunk),
+            Precision::BF16 => decode::<half::bf16>(vae, latent, device, params, chunk),
+        }
     }
+}
+
+/// The decoded frames, computed in `E` and handed on as f32.
+fn decode<E: Element>(vae: LtxVae, latent: Arc<Latent>, device: Device, params: DecodeParams, chunk: usize) -> FrameStream {
+    Box::pin(async_stream::try_stream! {
+        let mut decoder = Decoder::<E>::new(&vae, latent, &device, &params)?;
+        let (h, w, c) = decoder.frame;
+        let mut start = 0u64;
+        while let Some(frames) = decoder.pull(chunk, chunk)? {
+            let n = frames.frames;
+            let buffer = if TypeId::of::<E>() == TypeId::of::<f32>() {
+                frames.buffer
+            } else {
+                let out = device.alloc_frames(n, h * w * c, chunk)?;
+                with_client!(device, client => {
+                    crop::<_, E, f32>(client, &frames.buffer, (n, h, w, c), (0, 0), (h, w), &out)
+                });
+                out
+            };
+            yield Chunk::new(&device, buffer, [n, h, w, c], start)?;
+            start += n as u64;
+        }
+    })
 }

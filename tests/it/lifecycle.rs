@@ -31,7 +31,7 @@ async fn a_full_run_finishes_every_stage_once() {
             EventKind::Progress { frames_done } => Some(frames_done),
             _ => None,
         })
-        .last();
+        .next_back();
     assert_eq!(last_progress, Some(10));
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use framestream::model::WeightFile;
-use framestream::model::ltx::Padding;
+use framestream::model::ltx::{Padding, Precision};
 use framestream::prelude::*;
 use futures::StreamExt;
 
@@ -270,3 +270,27 @@ fn latent_files() {
     assert!(err.contains("flat.latent") && err.contains("5 dimensions"), "{err}");
     assert!(Latent::open(dir.join("missing.latent"), None).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_precision_decodes_close_to_the_reference() {
+    let reference = expected("v2");
+    let want = reference.tensor("frames").unwrap().data;
+    let model = LtxVae::load(fixture("v2.safetensors")).unwrap();
+    let source = LtxVaeDecode::new(model, latent_of(&reference, "latent")).unwrap().noise_scale(0.0);
+    let device = request(1).device().clone();
+    for precision in [Precision::F16, Precision::BF16] {
+        let decode = source.clone().precision(precision);
+        // A device without the type says so when the weights are uploaded.
+        if LtxVae::load(fixture("v2.safetensors")).unwrap().upload_to(&device, precision).is_err() {
+            let err = collect(&decode, &request(4), 100).await.unwrap_err().to_string();
+            assert!(err.contains(&precision.to_string()) && err.contains("f32"), "{err}");
+            continue;
+        }
+        let (_, whole) = read_all(&decode, 9).await;
+        let err = max_error(&whole, &want);
+        assert!(err < 2e-2, "{precision}: max error {err}");
+        let (_, chunked) = read_all(&decode, 2).await;
+        assert!(chunked == whole, "{precision}: chunking changes frames");
+    }
+}
+

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use framestream::model::esrgan::UpscaleModel;
+use framestream::model::ltx::Precision;
 use framestream::prelude::*;
 use framestream::sink::Report;
 
@@ -118,6 +119,10 @@ struct DecodeArgs {
     /// Frame rate of the decoded video.
     #[arg(long, default_value = "24")]
     fps: Rational,
+    /// Element type of the decoder's activations: f32, f16 or bf16 (half the memory, where
+    /// the device has it).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     #[command(flatten)]
     upscale: UpscaleOptions,
     #[command(flatten)]
@@ -407,6 +412,7 @@ async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
         .timestep(args.timestep)
         .noise_scale(args.noise_scale)
         .piece_bytes(args.piece_mib << 20)
+        .precision(args.precision)
         .fps(args.fps);
     let video = if args.upscale.model.is_some() || args.upscale.scale.is_some() {
         decoded.pipe(args.upscale.stage()?).boxed()

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use framestream_kernels::DeviceBuffer;
+use framestream_kernels::{DeviceBuffer, Element};
 use framestream_kernels::conv::{Activation, ConvWeights, Padding, Strategy};
 use framestream_kernels::copy::copy;
 use framestream_kernels::elementwise::combine;
@@ -63,7 +63,7 @@ impl FrameQueue {
 
     /// Up to `max` frames from the front buffer (none when only the end is left), and
     /// whether the end follows them (then it is passed on).
-    fn take(&mut self, device: &Device, max: usize) -> Result<(Option<Frames>, bool)> {
+    fn take<E: Element>(&mut self, device: &Device, max: usize) -> Result<(Option<Frames>, bool)> {
         let taken = match self.pieces.front_mut() {
             None => None,
             Some((piece, start)) => {
@@ -71,10 +71,10 @@ impl FrameQueue {
                 let out = if *start == 0 && n == piece.frames {
                     self.pieces.pop_front().expect("front").0
                 } else {
-                    let buffer = device.alloc(n * self.frame_len)?;
+                    let buffer = alloc::<E>(device, n * self.frame_len)?;
                     let len = self.frame_len;
                     with_client!(device, client => {
-                        copy::<_, f32>(client, &piece.buffer, *start * len, &buffer, 0, n * len)
+                        copy::<_, E>(client, &piece.buffer, *start * len, &buffer, 0, n * len)
                     });
                     *start += n;
                     if *start == piece.frames {
@@ -94,7 +94,7 @@ impl FrameQueue {
     }
 
     /// Exactly `n` frames (at most those queued) in one buffer of room for `room` frames.
-    fn take_exact(&mut self, device: &Device, n: usize, room: usize) -> Result<DeviceBuffer> {
+    fn take_exact<E: Element>(&mut self, device: &Device, n: usize, room: usize) -> Result<DeviceBuffer> {
         assert!(n <= self.frames, "{n} frames asked of a queue of {}", self.frames);
         if let Some((piece, 0)) = self.pieces.front() {
             if piece.frames == n && room <= n {
@@ -103,13 +103,13 @@ impl FrameQueue {
             }
         }
         let len = self.frame_len;
-        let out = device.alloc_frames(n, len, room.max(n))?;
+        let out = alloc_room::<E>(device, n * len, room.max(n) * len)?;
         let mut done = 0;
         while done < n {
             let (piece, start) = self.pieces.front_mut().expect("queued frames");
             let k = (n - done).min(piece.frames - *start);
             with_client!(device, client => {
-                copy::<_, f32>(client, &piece.buffer, *start * len, &out, done * len, k * len)
+                copy::<_, E>(client, &piece.buffer, *start * len, &out, done * len, k * len)
             });
             *start += k;
             done += k;
@@ -120,6 +120,23 @@ impl FrameQueue {
         self.frames -= n;
         Ok(out)
     }
+}
+
+/// `len` uninitialised elements of `E`, in a buffer with room for `room`.
+fn alloc_room<E: Element>(device: &Device, len: usize, room: usize) -> Result<DeviceBuffer> {
+    let bytes = len.max(room).max(1) * size_of::<E>();
+    device.check_buffer(bytes, "a decoder buffer")?;
+    Ok(with_client!(device, client => DeviceBuffer::new(client.empty(bytes), len)))
+}
+
+fn alloc<E: Element>(device: &Device, len: usize) -> Result<DeviceBuffer> {
+    alloc_room::<E>(device, len, len)
+}
+
+/// `data` converted to `E` on the device.
+pub(crate) fn upload<E: Element>(device: &Device, data: &[f32]) -> Result<DeviceBuffer> {
+    device.check_buffer(data.len() * size_of::<E>(), "an upload")?;
+    Ok(with_client!(device, client => DeviceBuffer::from_f32_as::<_, E>(client, data)))
 }
 
 struct Level {
@@ -133,14 +150,14 @@ impl Level {
     }
 }
 
-fn conv3d(weights: &ConvWeights, level: &Level, padding: Padding, causal: bool, strategy: Strategy) -> TemporalConv3d<f32> {
+fn conv3d<E: Element>(weights: &ConvWeights, level: &Level, padding: Padding, causal: bool, strategy: Strategy) -> TemporalConv3d<E> {
     TemporalConv3d::new(weights.clone(), (level.height, level.width), padding, causal, strategy)
 }
 
 /// Runs a temporal convolution on the device's client.
-fn push(
+fn push<E: Element>(
     device: &Device,
-    conv: &mut TemporalConv3d<f32>,
+    conv: &mut TemporalConv3d<E>,
     x: Option<&Frames>,
     end: bool,
     residual: Option<&DeviceBuffer>,
@@ -152,22 +169,22 @@ fn push(
 }
 
 /// `PixelNorm → (1+scale, shift) → SiLU` into a new buffer.
-fn norm_act(device: &Device, x: &Frames, (pixels, channels): (usize, usize), ada: Option<&(DeviceBuffer, DeviceBuffer)>) -> Result<Frames> {
-    let out = device.alloc(x.frames * pixels * channels)?;
+fn norm_act<E: Element>(device: &Device, x: &Frames, (pixels, channels): (usize, usize), ada: Option<&(DeviceBuffer, DeviceBuffer)>) -> Result<Frames> {
+    let out = alloc::<E>(device, x.frames * pixels * channels)?;
     with_client!(device, client => {
-        pixel_norm::<_, f32>(client, &x.buffer, (x.frames * pixels, channels), ada.map(|(s, b)| (s, b)), true, &out)
+        pixel_norm::<_, E>(client, &x.buffer, (x.frames * pixels, channels), ada.map(|(s, b)| (s, b)), true, &out)
     });
     Ok(Frames { buffer: out, frames: x.frames })
 }
 
-struct ResModule {
+struct ResModule<E: Element> {
     level: Level,
     cin: usize,
     cout: usize,
-    conv1: TemporalConv3d<f32>,
-    conv2: TemporalConv3d<f32>,
+    conv1: TemporalConv3d<E>,
+    conv2: TemporalConv3d<E>,
     /// LayerNorm weight and bias, and the 1×1×1 convolution.
-    shortcut: Option<(DeviceBuffer, DeviceBuffer, TemporalConv3d<f32>)>,
+    shortcut: Option<(DeviceBuffer, DeviceBuffer, TemporalConv3d<E>)>,
     ada: [Option<(DeviceBuffer, DeviceBuffer)>; 2],
     /// Noise planes and their per-channel scales, after conv1 and after conv2.
     noise: Option<[(DeviceBuffer, DeviceBuffer); 2]>,
@@ -175,16 +192,16 @@ struct ResModule {
     skip: FrameQueue,
 }
 
-impl ResModule {
+impl<E: Element> ResModule<E> {
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         let pixels = self.level.pixels();
         let mut body = None;
         if let Some(x) = x {
             let skip = match &mut self.shortcut {
                 Some((weight, bias, conv)) => {
-                    let normed = device.alloc(x.frames * pixels * self.cin)?;
+                    let normed = alloc::<E>(device, x.frames * pixels * self.cin)?;
                     with_client!(device, client => {
-                        layer_norm::<_, f32>(client, &x.buffer, (x.frames * pixels, self.cin), (weight, bias), 1e-6, &normed)
+                        layer_norm::<_, E>(client, &x.buffer, (x.frames * pixels, self.cin), (weight, bias), 1e-6, &normed)
                     });
                     push(device, conv, Some(&Frames { buffer: normed, frames: x.frames }), false, None)
                         .expect("a 1×1×1 convolution emits every frame")
@@ -192,31 +209,31 @@ impl ResModule {
                 None => x.clone(),
             };
             self.skip.push(skip);
-            body = Some(norm_act(device, &x, (pixels, self.cin), self.ada[0].as_ref())?);
+            body = Some(norm_act::<E>(device, &x, (pixels, self.cin), self.ada[0].as_ref())?);
         }
         let mut h = push(device, &mut self.conv1, body.as_ref(), end, None);
         drop(body);
         if let (Some(h), Some([(plane, scale), _])) = (&h, &self.noise) {
-            with_client!(device, client => add_plane::<_, f32>(client, &h.buffer, plane, scale));
+            with_client!(device, client => add_plane::<_, E>(client, &h.buffer, plane, scale));
         }
         if let Some(frames) = h.take() {
-            h = Some(norm_act(device, &frames, (pixels, self.cout), self.ada[1].as_ref())?);
+            h = Some(norm_act::<E>(device, &frames, (pixels, self.cout), self.ada[1].as_ref())?);
         }
         let n = self.conv2.output_frames(h.as_ref().map_or(0, |f| f.frames), end);
-        let residual = if n > 0 { Some(self.skip.take_exact(device, n, n)?) } else { None };
+        let residual = if n > 0 { Some(self.skip.take_exact::<E>(device, n, n)?) } else { None };
         let out = push(device, &mut self.conv2, h.as_ref(), end, residual.as_ref());
         if let (Some(out), Some([_, (plane, scale)])) = (&out, &self.noise) {
-            with_client!(device, client => add_plane::<_, f32>(client, &out.buffer, plane, scale));
+            with_client!(device, client => add_plane::<_, E>(client, &out.buffer, plane, scale));
         }
         Ok(out)
     }
 }
 
-struct UpsampleModule {
+struct UpsampleModule<E: Element> {
     level: Level,
     cin: usize,
     reduction: usize,
-    conv: TemporalConv3d<f32>,
+    conv: TemporalConv3d<E>,
     /// The first frame of each path is dropped once (they reach frame 0 in different calls).
     drop_conv: bool,
     drop_residual: bool,
@@ -225,16 +242,16 @@ struct UpsampleModule {
     residual: Option<FrameQueue>,
 }
 
-impl UpsampleModule {
+impl<E: Element> UpsampleModule<E> {
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         let (h, w) = (self.level.height, self.level.width);
         let out_channels = self.cin / self.reduction;
         let out_frame = 4 * h * w * out_channels;
         if let (Some(x), Some(queue)) = (&x, &mut self.residual) {
             let frames = 2 * x.frames - usize::from(self.drop_residual);
-            let r = device.alloc(frames * out_frame)?;
+            let r = alloc::<E>(device, frames * out_frame)?;
             with_client!(device, client => {
-                depth_to_space_3d::<_, f32>(client, &x.buffer, (x.frames, h, w, self.cin), 8 / self.reduction, self.drop_residual, &r)
+                depth_to_space_3d::<_, E>(client, &x.buffer, (x.frames, h, w, self.cin), 8 / self.reduction, self.drop_residual, &r)
             });
             self.drop_residual = false;
             queue.push(Frames { buffer: r, frames });
@@ -243,55 +260,55 @@ impl UpsampleModule {
             return Ok(None);
         };
         let frames = 2 * y.frames - usize::from(self.drop_conv);
-        let u = device.alloc(frames * out_frame)?;
+        let u = alloc::<E>(device, frames * out_frame)?;
         with_client!(device, client => {
-            depth_to_space_3d::<_, f32>(client, &y.buffer, (y.frames, h, w, 8 * out_channels), 1, self.drop_conv, &u)
+            depth_to_space_3d::<_, E>(client, &y.buffer, (y.frames, h, w, 8 * out_channels), 1, self.drop_conv, &u)
         });
         self.drop_conv = false;
         if let Some(queue) = &mut self.residual {
-            let r = queue.take_exact(device, frames, frames)?;
-            with_client!(device, client => combine::<_, f32>(client, &u, Some((&r, 1.0)), false, &u));
+            let r = queue.take_exact::<E>(device, frames, frames)?;
+            with_client!(device, client => combine::<_, E>(client, &u, Some((&r, 1.0)), false, &u));
         }
         Ok(Some(Frames { buffer: u, frames }))
     }
 }
 
-struct HeadModule {
+struct HeadModule<E: Element> {
     level: Level,
     channels: usize,
     ada: Option<(DeviceBuffer, DeviceBuffer)>,
-    conv: TemporalConv3d<f32>,
+    conv: TemporalConv3d<E>,
     patch: usize,
     out_channels: usize,
 }
 
-impl HeadModule {
+impl<E: Element> HeadModule<E> {
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         let pixels = self.level.pixels();
         let h = match x {
-            Some(x) => Some(norm_act(device, &x, (pixels, self.channels), self.ada.as_ref())?),
+            Some(x) => Some(norm_act::<E>(device, &x, (pixels, self.channels), self.ada.as_ref())?),
             None => None,
         };
         let Some(y) = push(device, &mut self.conv, h.as_ref(), end, None) else {
             return Ok(None);
         };
         let p = self.patch;
-        let out = device.alloc(y.frames * pixels * p * p * self.out_channels)?;
+        let out = alloc::<E>(device, y.frames * pixels * p * p * self.out_channels)?;
         with_client!(device, client => {
-            unpatchify::<_, f32>(client, &y.buffer, (y.frames, self.level.height, self.level.width, self.out_channels), p, true, &out)
+            unpatchify::<_, E>(client, &y.buffer, (y.frames, self.level.height, self.level.width, self.out_channels), p, true, &out)
         });
         Ok(Some(Frames { buffer: out, frames: y.frames }))
     }
 }
 
-enum Module {
-    ConvIn(TemporalConv3d<f32>),
-    Res(Box<ResModule>),
-    Upsample(Box<UpsampleModule>),
-    Head(Box<HeadModule>),
+enum Module<E: Element> {
+    ConvIn(TemporalConv3d<E>),
+    Res(Box<ResModule<E>>),
+    Upsample(Box<UpsampleModule<E>>),
+    Head(Box<HeadModule<E>>),
 }
 
-impl Module {
+impl<E: Element> Module<E> {
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         match self {
             Module::ConvIn(conv) => Ok(push(device, conv, x.as_ref(), end, None)),
@@ -303,11 +320,11 @@ impl Module {
 }
 
 /// One decode of one latent: call [`pull`](Decoder::pull) until it returns `None`.
-pub(crate) struct Decoder {
+pub(crate) struct Decoder<E: Element> {
     device: Device,
     /// Keeps the statistics alive (the modules share the convolution weights).
     weights: Arc<DeviceWeights>,
-    modules: Vec<Module>,
+    modules: Vec<Module<E>>,
     /// `queues[i]` feeds module `i`; the last holds finished pixel frames.
     queues: Vec<FrameQueue>,
     /// Frames per step of each module.
@@ -326,13 +343,13 @@ fn plane_id(block: usize, resblock: usize, slot: usize) -> u32 {
     0x8000_0000 | (block as u32) << 16 | (resblock as u32) << 1 | slot as u32
 }
 
-impl Decoder {
+impl<E: Element> Decoder<E> {
     pub fn new(vae: &LtxVae, latent: Arc<Latent>, device: &Device, params: &DecodeParams) -> Result<Self> {
         let config = vae.config();
-        let weights = vae.on(device)?;
+        let weights = vae.on::<E>(device)?;
         let ada = vae.ada(params.timestep)?;
         let upload_pair = |p: &(Vec<f32>, Vec<f32>)| -> Result<(DeviceBuffer, DeviceBuffer)> {
-            Ok((device.upload(&p.0)?, device.upload(&p.1)?))
+            Ok((upload::<E>(device, &p.0)?, upload::<E>(device, &p.1)?))
         };
         let (padding, causal, strategy) = (vae.padding(), config.causal, weights.strategy);
         let mut level = Level { height: latent.height, width: latent.width };
@@ -347,7 +364,7 @@ impl Decoder {
         // Values per input frame, and output values per input frame, of each module.
         let mut frame_lens = vec![(level.pixels() * config.latent_channels, level.pixels() * config.width())];
         for (i, (block, block_weights)) in config.blocks.iter().zip(&weights.blocks).enumerate() {
-            let res_module = |level: &Level, w: &ResWeights, cin: usize, cout: usize, j: usize, noise: bool| -> Result<ResModule> {
+            let res_module = |level: &Level, w: &ResWeights, cin: usize, cout: usize, j: usize, noise: bool| -> Result<ResModule<E>> {
                 let ada = match ada.blocks.get(i).and_then(|b| b.get(j)) {
                     Some([a, b]) if !matches!(block, Block::Res { .. }) => [Some(upload_pair(a)?), Some(upload_pair(b)?)],
                     _ => [None, None],
@@ -355,9 +372,9 @@ impl Decoder {
                 let noise = match (&w.noise_scales, noise) {
                     (Some((s1, s2)), true) => {
                         let plane = |slot| -> Result<DeviceBuffer> {
-                            let out = device.alloc(level.pixels())?;
+                            let out = alloc::<E>(device, level.pixels())?;
                             with_client!(device, client => {
-                                gaussian_plane::<_, f32>(client, params.seed, plane_id(i, j, slot), (level.height, level.width), &out)
+                                gaussian_plane::<_, E>(client, params.seed, plane_id(i, j, slot), (level.height, level.width), &out)
                             });
                             Ok(out)
                         };
@@ -430,14 +447,15 @@ impl Decoder {
         let mut pieces = Vec::new();
         for (i, &(input, output)) in frame_lens.iter().enumerate() {
             queues.push(FrameQueue::new(input));
-            let per_frame = 4 * input.max(output);
+            let size = size_of::<E>();
+            let per_frame = size * input.max(output);
             let fit = |bytes: usize| (bytes / per_frame).saturating_sub(1);
             let piece = fit(params.piece_bytes).min(fit(max_buffer)).max(1);
-            if 4 * (piece + 1) * output > max_buffer || 4 * input > max_buffer {
+            if size * (piece + 1) * output > max_buffer || size * input > max_buffer {
                 return Err(Error::Device(format!(
                     "decoder module {i} needs {:.1} MiB for its smallest step, over this device's \
                      {:.1} MiB buffer limit ({}): decode a smaller latent",
-                    (4 * (input.max(2 * output))) as f64 / (1 << 20) as f64,
+                    (size * input.max(2 * output)) as f64 / (1 << 20) as f64,
                     max_buffer as f64 / (1 << 20) as f64,
                     device.info().adapter
                 )));
@@ -472,7 +490,7 @@ impl Decoder {
         if frames == 0 {
             return Ok(None);
         }
-        let buffer = queue.take_exact(&self.device, frames, room)?;
+        let buffer = queue.take_exact::<E>(&self.device, frames, room)?;
         Ok(Some(Frames { buffer, frames }))
     }
 
@@ -482,7 +500,7 @@ impl Decoder {
         let Some(i) = (0..last).rev().find(|&i| self.queues[i].ready()) else {
             return self.feed();
         };
-        let (x, end) = self.queues[i].take(&self.device, self.pieces[i])?;
+        let (x, end) = self.queues[i].take::<E>(&self.device, self.pieces[i])?;
         let out = self.modules[i].push(&self.device, x, end)?;
         let next = &mut self.queues[i + 1];
         if let Some(out) = out {
@@ -500,13 +518,13 @@ impl Decoder {
         let n = self.pieces[0].min(total - self.next_latent);
         let frame_len = latent.height * latent.width * latent.channels;
         let start = self.next_latent;
-        let input = self.device.upload(&latent.data[start * frame_len..(start + n) * frame_len])?;
-        let out = self.device.alloc(n * frame_len)?;
+        let input = upload::<E>(&self.device, &latent.data[start * frame_len..(start + n) * frame_len])?;
+        let out = alloc::<E>(&self.device, n * frame_len)?;
         let dims = (n, latent.height, latent.width, latent.channels);
         let (seed, s) = (self.seed, self.noise_scale);
         let (mean, std) = (&self.weights.mean, &self.weights.std);
         with_client!(self.device, client => {
-            latent_input::<_, f32>(client, &input, dims, (mean, std), (seed, start as u32, s), &out)
+            latent_input::<_, E>(client, &input, dims, (mean, std), (seed, start as u32, s), &out)
         });
         self.next_latent += n;
         self.queues[0].push(Frames { buffer: out, frames: n });

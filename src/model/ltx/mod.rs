@@ -10,12 +10,13 @@ mod names;
 use std::path::Path;
 use std::sync::Arc;
 
-use framestream_kernels::DeviceBuffer;
+use framestream_kernels::{DeviceBuffer, Element};
 use framestream_kernels::conv::{ConvWeights, Strategy};
 
 pub use config::{Block, LtxConfig};
 pub use framestream_kernels::conv::Padding;
 pub(crate) use decoder::{DecodeParams, Decoder};
+use decoder::upload;
 pub use latent::Latent;
 
 use crate::device::{Device, PerDevice, with_client};
@@ -176,37 +177,51 @@ impl LtxVae {
         Ok(self.weights.tensor(name)?.data)
     }
 
-    /// Uploads the weights to `device` now (else the first decode on it does).
-    pub fn upload_to(&self, device: &Device) -> Result<()> {
-        self.on(device).map(drop)
+    /// Uploads the weights to `device` now, for decodes in `precision` (else the first such
+    /// decode on it does).
+    pub fn upload_to(&self, device: &Device, precision: Precision) -> Result<()> {
+        match precision {
+            Precision::F32 => self.on::<f32>(device).map(drop),
+            Precision::F16 => self.on::<half::f16>(device).map(drop),
+            Precision::BF16 => self.on::<half::bf16>(device).map(drop),
+        }
     }
 
-    /// The weights on `device`, uploaded once per device on a stream of their own.
-    pub(crate) fn on(&self, device: &Device) -> Result<Arc<DeviceWeights>> {
+    /// The weights on `device` as `E`, uploaded once per device and type on a stream of
+    /// their own.
+    pub(crate) fn on<E: Element>(&self, device: &Device) -> Result<Arc<DeviceWeights>> {
+        let precision = Precision::of::<E>();
         let mut uploaded = self.uploaded.lock().expect("upload cache");
-        if let Some((_, w)) = uploaded.iter().find(|(d, _)| d.same_device(device)) {
+        if let Some((_, w)) = uploaded.iter().find(|(d, w)| d.same_device(device) && w.precision == precision) {
             return Ok(w.clone());
         }
+        if !with_client!(device, client => framestream_kernels::supports::<_, E>(client)) {
+            return Err(Error::Device(format!(
+                "{} cannot compute in {precision}: decode in f32{}",
+                device.info().adapter,
+                if precision == Precision::BF16 { " or f16" } else { "" }
+            )));
+        }
         let device = &device.fork();
-        let weights = Arc::new(self.upload_weights(device)?);
+        let weights = Arc::new(self.upload_weights::<E>(device)?);
         uploaded.push((device.clone(), weights.clone()));
         Ok(weights)
     }
 
-    fn conv(&self, device: &Device, name: &str, (cout, cin, k): (usize, usize, usize)) -> Result<ConvWeights> {
+    fn conv<E: Element>(&self, device: &Device, name: &str, (cout, cin, k): (usize, usize, usize)) -> Result<ConvWeights> {
         let w = self.tensor(&format!("{name}.weight"))?;
         let b = self.tensor(&format!("{name}.bias"))?;
         let kt = k;
-        let per_channel = kt * k * k * cin * 4;
+        let per_channel = kt * k * k * cin * size_of::<E>();
         device.check_buffer(per_channel, &format!("one output channel of {name}"))?;
         Ok(with_client!(device, client => {
-            ConvWeights::upload::<_, f32>(client, &w, Some(&b), None, (cout, cin, kt, k))
+            ConvWeights::upload::<_, E>(client, &w, Some(&b), None, (cout, cin, kt, k))
         }))
     }
 
-    fn upload_weights(&self, device: &Device) -> Result<DeviceWeights> {
+    fn upload_weights<E: Element>(&self, device: &Device) -> Result<DeviceWeights> {
         let c = &self.config;
-        let conv_in = self.conv(device, "decoder.conv_in.conv", (c.width(), c.latent_channels, 3))?;
+        let conv_in = self.conv::<E>(device, "decoder.conv_in.conv", (c.width(), c.latent_channels, 3))?;
         let mut blocks = Vec::new();
         for (i, block) in c.blocks.iter().enumerate() {
             let p = format!("decoder.up_blocks.{i}");
@@ -217,15 +232,15 @@ impl LtxVae {
                         let r = format!("{p}.res_blocks.{j}");
                         let noise_scales = if inject_noise {
                             Some((
-                                device.upload(&self.tensor(&format!("{r}.per_channel_scale1"))?)?,
-                                device.upload(&self.tensor(&format!("{r}.per_channel_scale2"))?)?,
+                                upload::<E>(device, &self.tensor(&format!("{r}.per_channel_scale1"))?)?,
+                                upload::<E>(device, &self.tensor(&format!("{r}.per_channel_scale2"))?)?,
                             ))
                         } else {
                             None
                         };
                         res.push(ResWeights {
-                            conv1: self.conv(device, &format!("{r}.conv1.conv"), (channels, channels, 3))?,
-                            conv2: self.conv(device, &format!("{r}.conv2.conv"), (channels, channels, 3))?,
+                            conv1: self.conv::<E>(device, &format!("{r}.conv1.conv"), (channels, channels, 3))?,
+                            conv2: self.conv::<E>(device, &format!("{r}.conv2.conv"), (channels, channels, 3))?,
                             shortcut: None,
                             noise_scales,
                         });
@@ -233,21 +248,21 @@ impl LtxVae {
                     BlockWeights::Mid(res)
                 }
                 Block::Res { cin, cout } => BlockWeights::Res(Box::new(ResWeights {
-                    conv1: self.conv(device, &format!("{p}.conv1.conv"), (cout, cin, 3))?,
-                    conv2: self.conv(device, &format!("{p}.conv2.conv"), (cout, cout, 3))?,
+                    conv1: self.conv::<E>(device, &format!("{p}.conv1.conv"), (cout, cin, 3))?,
+                    conv2: self.conv::<E>(device, &format!("{p}.conv2.conv"), (cout, cout, 3))?,
                     shortcut: Some(Shortcut {
-                        conv: self.conv(device, &format!("{p}.conv_shortcut"), (cout, cin, 1))?,
-                        norm_weight: device.upload(&self.tensor(&format!("{p}.norm3.norm.weight"))?)?,
-                        norm_bias: device.upload(&self.tensor(&format!("{p}.norm3.norm.bias"))?)?,
+                        conv: self.conv::<E>(device, &format!("{p}.conv_shortcut"), (cout, cin, 1))?,
+                        norm_weight: upload::<E>(device, &self.tensor(&format!("{p}.norm3.norm.weight"))?)?,
+                        norm_bias: upload::<E>(device, &self.tensor(&format!("{p}.norm3.norm.bias"))?)?,
                     }),
                     noise_scales: None,
                 })),
                 Block::Upsample { cin, reduction, .. } => {
-                    BlockWeights::Upsample(self.conv(device, &format!("{p}.conv.conv"), (8 * cin / reduction, cin, 3))?)
+                    BlockWeights::Upsample(self.conv::<E>(device, &format!("{p}.conv.conv"), (8 * cin / reduction, cin, 3))?)
                 }
             });
         }
-        let conv_out = self.conv(
+        let conv_out = self.conv::<E>(
             device,
             "decoder.conv_out.conv",
             (c.out_channels * c.patch_size.pow(2), c.head_channels(), 3),
@@ -256,9 +271,10 @@ impl LtxVae {
             conv_in,
             blocks,
             conv_out,
-            mean: device.upload(&self.tensor("per_channel_statistics.mean-of-means")?)?,
-            std: device.upload(&self.tensor("per_channel_statistics.std-of-means")?)?,
+            mean: upload::<E>(device, &self.tensor("per_channel_statistics.mean-of-means")?)?,
+            std: upload::<E>(device, &self.tensor("per_channel_statistics.std-of-means")?)?,
             strategy: if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled },
+            precision: Precision::of::<E>(),
         })
     }
 
@@ -371,4 +387,51 @@ pub(crate) struct DeviceWeights {
     pub mean: DeviceBuffer,
     pub std: DeviceBuffer,
     pub strategy: Strategy,
+    pub precision: Precision,
+}
+
+/// The element type a decode computes its activations in (weights are converted to it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// Everywhere, and the reference for parity.
+    #[default]
+    F32,
+    /// Half the memory of f32; where the device has f16 (most GPUs, lavapipe).
+    F16,
+    /// ComfyUI's working type for this VAE; where the device has bf16 (recent NVIDIA GPUs).
+    BF16,
+}
+
+impl Precision {
+    fn of<E: Element>() -> Self {
+        use std::any::TypeId;
+        match TypeId::of::<E>() {
+            t if t == TypeId::of::<half::f16>() => Precision::F16,
+            t if t == TypeId::of::<half::bf16>() => Precision::BF16,
+            _ => Precision::F32,
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::BF16 => "bf16",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "half" | "float16" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::BF16),
+            other => Err(Error::config(format!("unknown precision `{other}` (f32, f16 or bf16)"))),
+        }
+    }
 }
