@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use cubecl::prelude::*;
 use cubecl::wgpu::{AutoGraphicsApi, GraphicsApi, RuntimeOptions, WgpuDevice, WgpuRuntime};
 use cubecl::stream_id::StreamId;
-use framestream_kernels::DeviceBuffer;
+use framestream_kernels::{DeviceBuffer, Element};
 
 use crate::error::{Error, Result};
 
@@ -278,6 +278,12 @@ impl Device {
         Ok(with_client!(self, client => DeviceBuffer::from_f32(client, data)))
     }
 
+    /// Uploads f32 data converted to `E` (model weights and activations).
+    pub fn upload_as<E: Element>(&self, data: &[f32]) -> Result<DeviceBuffer> {
+        self.check_buffer(data.len() * size_of::<E>(), "an upload")?;
+        Ok(with_client!(self, client => DeviceBuffer::from_f32_as::<_, E>(client, data)))
+    }
+
     /// Uploads bytes as `u32` words (the last one zero-padded).
     pub fn upload_bytes(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
         self.check_buffer(bytes.len(), "an upload")?;
@@ -295,8 +301,15 @@ impl Device {
 
     /// Allocates `len` uninitialised f32.
     pub fn alloc(&self, len: usize) -> Result<DeviceBuffer> {
-        self.check_buffer(len * 4, "a buffer")?;
-        Ok(with_client!(self, client => DeviceBuffer::empty_f32(client, len)))
+        self.alloc_as::<f32>(len, len)
+    }
+
+    /// Allocates `len` uninitialised elements of `E` in a buffer with room for `room`: buffers
+    /// of one role then keep one size and the allocator reuses their slots.
+    pub fn alloc_as<E: Element>(&self, len: usize, room: usize) -> Result<DeviceBuffer> {
+        let bytes = len.max(room).max(1) * size_of::<E>();
+        self.check_buffer(bytes, "a buffer")?;
+        Ok(with_client!(self, client => DeviceBuffer::new(client.empty(bytes), len)))
     }
 
     /// Allocates `frames` frames of `frame_len` values in a buffer with room for

@@ -432,6 +432,15 @@ impl LtxConfig {
         Ok(())
     }
 
+    /// Parameters of the decoder (the latent statistics excluded).
+    pub fn parameters(&self) -> usize {
+        self.tensors()
+            .iter()
+            .filter(|(n, _)| !n.starts_with("per_channel"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
     /// Every tensor the decoder reads, official names, with its shape.
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
@@ -530,14 +539,8 @@ mod tests {
             [("0.9.0", 99, 238_789_296usize), ("0.9.1", 203, 754_572_081), ("0.9.5", 137, 552_814_641)]
         {
             let config = LtxConfig::from_official(&released(version)).unwrap();
-            let list = config.tensors();
-            assert_eq!(list.len() + 3, tensors, "{version}");
-            let total: usize = list
-                .iter()
-                .filter(|(n, _)| !n.starts_with("per_channel"))
-                .map(|(_, s)| s.iter().product::<usize>())
-                .sum();
-            assert_eq!(total, params, "{version}");
+            assert_eq!(config.tensors().len() + 3, tensors, "{version}");
+            assert_eq!(config.parameters(), params, "{version}");
             assert_eq!(config.spatial_factor(), 32);
             assert_eq!(config.frames(3), 17);
             assert_eq!(config.width(), if version == "0.9.0" { 512 } else { 1024 });

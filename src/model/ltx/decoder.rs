@@ -71,7 +71,7 @@ impl FrameQueue {
                 let out = if *start == 0 && n == piece.frames {
                     self.pieces.pop_front().expect("front").0
                 } else {
-                    let buffer = alloc::<E>(device, n * self.frame_len)?;
+                    let buffer = device.alloc_as::<E>(n * self.frame_len, 0)?;
                     let len = self.frame_len;
                     with_client!(device, client => {
                         copy::<_, E>(client, &piece.buffer, *start * len, &buffer, 0, n * len)
@@ -103,7 +103,7 @@ impl FrameQueue {
             }
         }
         let len = self.frame_len;
-        let out = alloc_room::<E>(device, n * len, room.max(n) * len)?;
+        let out = device.alloc_as::<E>(n * len, room.max(n) * len)?;
         let mut done = 0;
         while done < n {
             let (piece, start) = self.pieces.front_mut().expect("queued frames");
@@ -120,23 +120,6 @@ impl FrameQueue {
         self.frames -= n;
         Ok(out)
     }
-}
-
-/// `len` uninitialised elements of `E`, in a buffer with room for `room`.
-fn alloc_room<E: Element>(device: &Device, len: usize, room: usize) -> Result<DeviceBuffer> {
-    let bytes = len.max(room).max(1) * size_of::<E>();
-    device.check_buffer(bytes, "a decoder buffer")?;
-    Ok(with_client!(device, client => DeviceBuffer::new(client.empty(bytes), len)))
-}
-
-fn alloc<E: Element>(device: &Device, len: usize) -> Result<DeviceBuffer> {
-    alloc_room::<E>(device, len, len)
-}
-
-/// `data` converted to `E` on the device.
-pub(crate) fn upload<E: Element>(device: &Device, data: &[f32]) -> Result<DeviceBuffer> {
-    device.check_buffer(data.len() * size_of::<E>(), "an upload")?;
-    Ok(with_client!(device, client => DeviceBuffer::from_f32_as::<_, E>(client, data)))
 }
 
 struct Level {
@@ -170,7 +153,7 @@ fn push<E: Element>(
 
 /// `PixelNorm → (1+scale, shift) → SiLU` into a new buffer.
 fn norm_act<E: Element>(device: &Device, x: &Frames, (pixels, channels): (usize, usize), ada: Option<&(DeviceBuffer, DeviceBuffer)>) -> Result<Frames> {
-    let out = alloc::<E>(device, x.frames * pixels * channels)?;
+    let out = device.alloc_as::<E>(x.frames * pixels * channels, 0)?;
     with_client!(device, client => {
         pixel_norm::<_, E>(client, &x.buffer, (x.frames * pixels, channels), ada.map(|(s, b)| (s, b)), true, &out)
     });
@@ -199,7 +182,7 @@ impl<E: Element> ResModule<E> {
         if let Some(x) = x {
             let skip = match &mut self.shortcut {
                 Some((weight, bias, conv)) => {
-                    let normed = alloc::<E>(device, x.frames * pixels * self.cin)?;
+                    let normed = device.alloc_as::<E>(x.frames * pixels * self.cin, 0)?;
                     with_client!(device, client => {
                         layer_norm::<_, E>(client, &x.buffer, (x.frames * pixels, self.cin), (weight, bias), 1e-6, &normed)
                     });
@@ -249,7 +232,7 @@ impl<E: Element> UpsampleModule<E> {
         let out_frame = 4 * h * w * out_channels;
         if let (Some(x), Some(queue)) = (&x, &mut self.residual) {
             let frames = 2 * x.frames - usize::from(self.drop_residual);
-            let r = alloc::<E>(device, frames * out_frame)?;
+            let r = device.alloc_as::<E>(frames * out_frame, 0)?;
             with_client!(device, client => {
                 depth_to_space_3d::<_, E>(client, &x.buffer, (x.frames, h, w, self.cin), 8 / self.reduction, self.drop_residual, &r)
             });
@@ -260,7 +243,7 @@ impl<E: Element> UpsampleModule<E> {
             return Ok(None);
         };
         let frames = 2 * y.frames - usize::from(self.drop_conv);
-        let u = alloc::<E>(device, frames * out_frame)?;
+        let u = device.alloc_as::<E>(frames * out_frame, 0)?;
         with_client!(device, client => {
             depth_to_space_3d::<_, E>(client, &y.buffer, (y.frames, h, w, 8 * out_channels), 1, self.drop_conv, &u)
         });
@@ -293,7 +276,7 @@ impl<E: Element> HeadModule<E> {
             return Ok(None);
         };
         let p = self.patch;
-        let out = alloc::<E>(device, y.frames * pixels * p * p * self.out_channels)?;
+        let out = device.alloc_as::<E>(y.frames * pixels * p * p * self.out_channels, 0)?;
         with_client!(device, client => {
             unpatchify::<_, E>(client, &y.buffer, (y.frames, self.level.height, self.level.width, self.out_channels), p, true, &out)
         });
@@ -349,7 +332,7 @@ impl<E: Element> Decoder<E> {
         let weights = vae.on::<E>(device)?;
         let ada = vae.ada(params.timestep)?;
         let upload_pair = |p: &(Vec<f32>, Vec<f32>)| -> Result<(DeviceBuffer, DeviceBuffer)> {
-            Ok((upload::<E>(device, &p.0)?, upload::<E>(device, &p.1)?))
+            Ok((device.upload_as::<E>(&p.0)?, device.upload_as::<E>(&p.1)?))
         };
         let (padding, causal, strategy) = (vae.padding(), config.causal, weights.strategy);
         let mut level = Level { height: latent.height, width: latent.width };
@@ -372,7 +355,7 @@ impl<E: Element> Decoder<E> {
                 let noise = match (&w.noise_scales, noise) {
                     (Some((s1, s2)), true) => {
                         let plane = |slot| -> Result<DeviceBuffer> {
-                            let out = alloc::<E>(device, level.pixels())?;
+                            let out = device.alloc_as::<E>(level.pixels(), 0)?;
                             with_client!(device, client => {
                                 gaussian_plane::<_, E>(client, params.seed, plane_id(i, j, slot), (level.height, level.width), &out)
                             });
@@ -518,8 +501,8 @@ impl<E: Element> Decoder<E> {
         let n = self.pieces[0].min(total - self.next_latent);
         let frame_len = latent.height * latent.width * latent.channels;
         let start = self.next_latent;
-        let input = upload::<E>(&self.device, &latent.data[start * frame_len..(start + n) * frame_len])?;
-        let out = alloc::<E>(&self.device, n * frame_len)?;
+        let input = self.device.upload_as::<E>(&latent.data[start * frame_len..(start + n) * frame_len])?;
+        let out = self.device.alloc_as::<E>(n * frame_len, 0)?;
         let dims = (n, latent.height, latent.width, latent.channels);
         let (seed, s) = (self.seed, self.noise_scale);
         let (mean, std) = (&self.weights.mean, &self.weights.std);

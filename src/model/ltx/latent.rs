@@ -27,10 +27,12 @@ impl Latent {
     pub fn open(path: impl AsRef<Path>, batch_index: Option<usize>) -> Result<Self> {
         let path = path.as_ref();
         let bad = |message: String| Error::Latent { path: path.to_path_buf(), message };
-        let file = WeightFile::open(path).map_err(|e| match e {
+        // The file is a latent, not weights: say so in the error's kind.
+        let as_latent = |e: Error| match e {
             Error::Weights { message, .. } => bad(message),
             other => other,
-        })?;
+        };
+        let file = WeightFile::open(path).map_err(as_latent)?;
         let (name, legacy) = if file.contains("latent_tensor") {
             ("latent_tensor".to_string(), !file.contains("latent_format_version_0"))
         } else {
@@ -52,10 +54,7 @@ impl Latent {
                 many => return Err(bad(format!("several 5-D tensors ({}): which is the latent?", many.join(", ")))),
             }
         };
-        let tensor = file.tensor(&name).map_err(|e| match e {
-            Error::Weights { message, .. } => bad(message),
-            other => other,
-        })?;
+        let tensor = file.tensor(&name).map_err(as_latent)?;
         let mut latent = Self::from_tensor(&tensor.shape, &tensor.data, batch_index)
             .map_err(|e| bad(format!("{name}: {}", e.to_string().trim_start_matches("invalid shape: "))))?;
         if legacy {

@@ -16,7 +16,6 @@ use framestream_kernels::conv::{ConvWeights, Strategy};
 pub use config::{Block, LtxConfig};
 pub use framestream_kernels::conv::Padding;
 pub(crate) use decoder::{DecodeParams, Decoder};
-use decoder::upload;
 pub use latent::Latent;
 
 use crate::device::{Device, PerDevice, with_client};
@@ -170,7 +169,7 @@ impl LtxVae {
 
     /// Parameters of the decoder (statistics excluded).
     pub fn parameters(&self) -> usize {
-        self.config.tensors().iter().filter(|(n, _)| !n.starts_with("per_channel")).map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.config.parameters()
     }
 
     fn tensor(&self, name: &str) -> Result<Vec<f32>> {
@@ -232,8 +231,8 @@ impl LtxVae {
                         let r = format!("{p}.res_blocks.{j}");
                         let noise_scales = if inject_noise {
                             Some((
-                                upload::<E>(device, &self.tensor(&format!("{r}.per_channel_scale1"))?)?,
-                                upload::<E>(device, &self.tensor(&format!("{r}.per_channel_scale2"))?)?,
+                                device.upload_as::<E>(&self.tensor(&format!("{r}.per_channel_scale1"))?)?,
+                                device.upload_as::<E>(&self.tensor(&format!("{r}.per_channel_scale2"))?)?,
                             ))
                         } else {
                             None
@@ -252,8 +251,8 @@ impl LtxVae {
                     conv2: self.conv::<E>(device, &format!("{p}.conv2.conv"), (cout, cout, 3))?,
                     shortcut: Some(Shortcut {
                         conv: self.conv::<E>(device, &format!("{p}.conv_shortcut"), (cout, cin, 1))?,
-                        norm_weight: upload::<E>(device, &self.tensor(&format!("{p}.norm3.norm.weight"))?)?,
-                        norm_bias: upload::<E>(device, &self.tensor(&format!("{p}.norm3.norm.bias"))?)?,
+                        norm_weight: device.upload_as::<E>(&self.tensor(&format!("{p}.norm3.norm.weight"))?)?,
+                        norm_bias: device.upload_as::<E>(&self.tensor(&format!("{p}.norm3.norm.bias"))?)?,
                     }),
                     noise_scales: None,
                 })),
@@ -271,8 +270,8 @@ impl LtxVae {
             conv_in,
             blocks,
             conv_out,
-            mean: upload::<E>(device, &self.tensor("per_channel_statistics.mean-of-means")?)?,
-            std: upload::<E>(device, &self.tensor("per_channel_statistics.std-of-means")?)?,
+            mean: device.upload_as::<E>(&self.tensor("per_channel_statistics.mean-of-means")?)?,
+            std: device.upload_as::<E>(&self.tensor("per_channel_statistics.std-of-means")?)?,
             strategy: if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled },
             precision: Precision::of::<E>(),
         })
