@@ -13,8 +13,11 @@
 //! GEMM view: M = output pixels, N = output channels, K = taps × input channels. A cube
 //! computes a 64 × 64 tile of the output with 16 × 16 threads of 4 × 4 each, staging 16-deep
 //! slices of the input (gathered per tap) and of the weights in shared memory. Weights are
-//! laid out `[tap][ci][co]` once, at load. Accumulation is f32 for every element type, in a
-//! fixed order, so results never depend on how frames are chunked.
+//! laid out `[tap][ci][co]` once, at load. Global memory is read and written in vectors of up
+//! to 4 elements along the channels (16 bytes of f32), the widest that divides the channel
+//! counts, strides and offsets, so every vector is aligned and wholly in or out of range.
+//! Accumulation is f32 for every element type, in a fixed order (the same for every vector
+//! width), so results never depend on how frames are chunked.
 //!
 //! Epilogue: `y = act(conv + bias)`, then `out = residual + scale · y` when a residual is given.
 
@@ -67,6 +70,10 @@ pub struct ConvConfig {
     /// 0 none, 1 leaky ReLU, 2 PReLU, 3 SiLU.
     act: u32,
     pub residual: bool,
+    /// Elements per load of the input (along input channels) and per load of the weights,
+    /// residual and per store of the output (along output channels): 1, 2 or 4.
+    ni: u32,
+    no: u32,
 }
 
 const BM: u32 = 64;
@@ -104,15 +111,15 @@ const BODY_SOURCE: u32 = 0x8000_0000;
 
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn conv_kernel<F: Float>(
-    head: &Array<F>,
-    body: &Array<F>,
+fn conv_kernel<F: Float, NI: Size, NO: Size>(
+    head: &Array<Vector<F, NI>>,
+    body: &Array<Vector<F, NI>>,
     table: &Array<u32>,
-    weights: &Array<F>,
+    weights: &Array<Vector<F, NO>>,
     bias: &Array<F>,
     slopes: &Array<F>,
-    residual: &Array<F>,
-    output: &mut Array<F>,
+    residual: &Array<Vector<F, NO>>,
+    output: &mut Array<Vector<F, NO>>,
     head_frames: u32,
     out_frames: u32,
     height: u32,
@@ -154,59 +161,43 @@ fn conv_kernel<F: Float>(
         let dy = (tap / comptime!(kernel.k)) % comptime!(kernel.k);
         let dx = tap % comptime!(kernel.k);
         if tid < BM {
-            let m = m0 + tid;
-            let mut src = 0xFFFF_FFFFu32; // ZERO_SOURCE
-            if m < pixels {
-                let t = m / plane;
-                let rest = m % plane;
-                let y = pad_index((rest / width) as i32 + dy as i32 - pad, height as i32, kernel.padding);
-                let x = pad_index((rest % width) as i32 + dx as i32 - pad, width as i32, kernel.padding);
-                if y < height as i32 && x < width as i32 {
-                    let frame = table[(t + dt) as usize];
-                    let pixel = (y as u32 * width + x as u32) * in_stride;
-                    src = select(
-                        frame < head_frames,
-                        frame * plane * in_stride + pixel,
-                        BODY_SOURCE | ((frame - head_frames) * plane * in_stride + pixel),
-                    );
-                }
-            }
-            sources[tid as usize] = src;
+            sources[tid as usize] = source(
+                m0 + tid, pixels, plane, height, width, dt, dy, dx, pad, table, head_frames,
+                in_stride, kernel,
+            );
         }
         sync_cube();
         let mut c0 = 0u32;
         while c0 < cin {
-            // Stage A: BM pixels × BK channels; each thread loads 4.
+            // Stage A: BM pixels × BK channels, NI channels per load.
             #[unroll]
-            for l in 0..comptime!(BM * BK / (THREADS * THREADS)) {
+            for l in 0..comptime!(BM * BK / (THREADS * THREADS * kernel.ni)) {
                 let e = tid + l * THREADS * THREADS;
-                let row = e / BK;
-                let kk = e % BK;
-                let ci = c0 + kk;
+                let row = e / comptime!(BK / kernel.ni);
+                let kk = (e % comptime!(BK / kernel.ni)) * comptime!(kernel.ni);
                 let src = sources[row as usize];
-                let mut v = F::new(0.0);
-                if ci < cin && src != ZERO_SOURCE {
-                    if src < BODY_SOURCE {
-                        v = head[(src + ci) as usize];
-                    } else {
-                        v = body[((src ^ BODY_SOURCE) + ci) as usize];
-                    }
+                let v = load_pixel(head, body, src, c0 + kk, cin, kernel);
+                #[unroll]
+                for k in 0..comptime!(kernel.ni) {
+                    a_tile[((kk + k) * BM + row) as usize] = v[k as usize];
                 }
-                a_tile[(kk * BM + row) as usize] = v;
             }
-            // Stage B: BK input channels × BN output channels of this tap.
+            // Stage B: BK input channels × BN output channels of this tap, NO per load.
             #[unroll]
-            for l in 0..comptime!(BN * BK / (THREADS * THREADS)) {
+            for l in 0..comptime!(BN * BK / (THREADS * THREADS * kernel.no)) {
                 let e = tid + l * THREADS * THREADS;
-                let kk = e / BN;
-                let col = e % BN;
+                let kk = e / comptime!(BN / kernel.no);
+                let col = (e % comptime!(BN / kernel.no)) * comptime!(kernel.no);
                 let ci = c0 + kk;
                 let co = n0 + col;
-                let mut v = F::new(0.0);
+                let mut v = Vector::<F, NO>::new(F::new(0.0));
                 if ci < cin && co < cout {
-                    v = weights[((tap * cin + ci) * cout + co) as usize];
+                    v = weights[(((tap * cin + ci) * cout + co) / comptime!(kernel.no)) as usize];
                 }
-                b_tile[(kk * BN + col) as usize] = v;
+                #[unroll]
+                for k in 0..comptime!(kernel.no) {
+                    b_tile[(kk * BN + col + k) as usize] = v[k as usize];
+                }
             }
             sync_cube();
             #[unroll]
@@ -236,25 +227,125 @@ fn conv_kernel<F: Float>(
 
     #[unroll]
     for i in 0..TM {
-        let m = m0 + ty * TM + i;
-        if m < pixels {
-            #[unroll]
-            for j in 0..TN {
-                let co = n0 + tx * TN + j;
-                if co < cout {
-                    let v = epilogue(
-                        acc[(i * TN + j) as usize], co, bias, slopes, residual,
-                        residual_stride * m + residual_offset, leaky_slope, residual_scale, kernel,
-                    );
-                    output[(m * out_stride + out_offset + co) as usize] = F::cast_from(v);
+        store_row(
+            &acc, i * TN, TN, m0 + ty * TM + i, n0 + tx * TN, pixels, cout, bias, slopes, residual,
+            output, out_stride, out_offset, residual_stride, residual_offset, leaky_slope,
+            residual_scale, kernel,
+        );
+    }
+}
+
+/// Where output pixel `m` reads for tap (`dt`, `dy`, `dx`): an offset into `head`, or into
+/// `body` marked with BODY_SOURCE, in elements of the input; ZERO_SOURCE in the padding.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn source(
+    m: u32,
+    pixels: u32,
+    plane: u32,
+    height: u32,
+    width: u32,
+    dt: u32,
+    dy: u32,
+    dx: u32,
+    pad: i32,
+    table: &Array<u32>,
+    head_frames: u32,
+    in_stride: u32,
+    #[comptime] kernel: ConvConfig,
+) -> u32 {
+    let mut src = 0xFFFF_FFFFu32; // ZERO_SOURCE
+    if m < pixels {
+        let t = m / plane;
+        let rest = m % plane;
+        let y = pad_index((rest / width) as i32 + dy as i32 - pad, height as i32, kernel.padding);
+        let x = pad_index((rest % width) as i32 + dx as i32 - pad, width as i32, kernel.padding);
+        if y < height as i32 && x < width as i32 {
+            let frame = table[(t + dt) as usize];
+            let pixel = (y as u32 * width + x as u32) * in_stride;
+            src = select(
+                frame < head_frames,
+                frame * plane * in_stride + pixel,
+                BODY_SOURCE | ((frame - head_frames) * plane * in_stride + pixel),
+            );
+        }
+    }
+    src
+}
+
+/// Input channels `ci .. ci + NI` of the pixel at `src` (see [`source`]); zeros in the
+/// padding and past `cin` (which NI divides, so a load is wholly in or out).
+#[cube]
+fn load_pixel<F: Float, NI: Size>(
+    head: &Array<Vector<F, NI>>,
+    body: &Array<Vector<F, NI>>,
+    src: u32,
+    ci: u32,
+    cin: u32,
+    #[comptime] kernel: ConvConfig,
+) -> Vector<F, NI> {
+    let mut v = Vector::<F, NI>::new(F::new(0.0));
+    if ci < cin && src != ZERO_SOURCE {
+        if src < BODY_SOURCE {
+            v = head[((src + ci) / comptime!(kernel.ni)) as usize];
+        } else {
+            v = body[(((src ^ BODY_SOURCE) + ci) / comptime!(kernel.ni)) as usize];
+        }
+    }
+    v
+}
+
+/// Bias, activation, residual and store of `count` accumulators `acc[first ..]`: output
+/// pixel `m`, channels `co0 ..`, NO channels per store (NO divides `cout`, the strides and
+/// the offsets, so a store is wholly in or out).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn store_row<F: Float, NO: Size>(
+    acc: &Array<f32>,
+    first: u32,
+    #[comptime] count: u32,
+    m: u32,
+    co0: u32,
+    pixels: u32,
+    cout: u32,
+    bias: &Array<F>,
+    slopes: &Array<F>,
+    residual: &Array<Vector<F, NO>>,
+    output: &mut Array<Vector<F, NO>>,
+    out_stride: u32,
+    out_offset: u32,
+    residual_stride: u32,
+    residual_offset: u32,
+    leaky_slope: f32,
+    residual_scale: f32,
+    #[comptime] kernel: ConvConfig,
+) {
+    if m < pixels {
+        #[unroll]
+        for g in 0..comptime!(count / kernel.no) {
+            let j0 = g * comptime!(kernel.no);
+            let co = co0 + j0;
+            if co < cout {
+                let mut r = Vector::<F, NO>::new(F::new(0.0));
+                if comptime!(kernel.residual) {
+                    r = residual[((residual_stride * m + residual_offset + co) / comptime!(kernel.no)) as usize];
                 }
+                let mut out = Vector::<F, NO>::empty();
+                #[unroll]
+                for k in 0..comptime!(kernel.no) {
+                    let v = epilogue(
+                        acc[(first + j0 + k) as usize], co + k, bias, slopes,
+                        f32::cast_from(r[k as usize]), leaky_slope, residual_scale, kernel,
+                    );
+                    out[k as usize] = F::cast_from(v);
+                }
+                output[((m * out_stride + out_offset + co) / comptime!(kernel.no)) as usize] = out;
             }
         }
     }
 }
 
-/// Bias, activation and scaled residual of output channel `co`; the residual of this pixel
-/// starts at `residual_at`.
+/// Bias, activation and scaled residual `r` of output channel `co`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn epilogue<F: Float>(
@@ -262,8 +353,7 @@ fn epilogue<F: Float>(
     co: u32,
     bias: &Array<F>,
     slopes: &Array<F>,
-    residual: &Array<F>,
-    residual_at: u32,
+    r: f32,
     leaky_slope: f32,
     residual_scale: f32,
     #[comptime] kernel: ConvConfig,
@@ -277,7 +367,6 @@ fn epilogue<F: Float>(
         v = v / (1.0f32 + f32::exp(0.0f32 - v));
     }
     if comptime!(kernel.residual) {
-        let r = f32::cast_from(residual[(residual_at + co) as usize]);
         v = r + residual_scale * v;
     }
     v
@@ -289,15 +378,15 @@ fn epilogue<F: Float>(
 /// channels; x runs over channel groups, y over pixel groups.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn conv_direct_kernel<F: Float>(
-    head: &Array<F>,
-    body: &Array<F>,
+fn conv_direct_kernel<F: Float, NI: Size, NO: Size>(
+    head: &Array<Vector<F, NI>>,
+    body: &Array<Vector<F, NI>>,
     table: &Array<u32>,
-    weights: &Array<F>,
+    weights: &Array<Vector<F, NO>>,
     bias: &Array<F>,
     slopes: &Array<F>,
-    residual: &Array<F>,
-    output: &mut Array<F>,
+    residual: &Array<Vector<F, NO>>,
+    output: &mut Array<Vector<F, NO>>,
     head_frames: u32,
     out_frames: u32,
     height: u32,
@@ -333,72 +422,53 @@ fn conv_direct_kernel<F: Float>(
             let dx = tap % comptime!(kernel.k);
             #[unroll]
             for i in 0..DM {
-                let m = m0 + i;
-                let mut s = 0xFFFF_FFFFu32; // ZERO_SOURCE
-                if m < pixels {
-                    let t = m / plane;
-                    let rest = m % plane;
-                    let y = pad_index((rest / width) as i32 + dy as i32 - pad, height as i32, kernel.padding);
-                    let x = pad_index((rest % width) as i32 + dx as i32 - pad, width as i32, kernel.padding);
-                    if y < height as i32 && x < width as i32 {
-                        let frame = table[(t + dt) as usize];
-                        let pixel = (y as u32 * width + x as u32) * in_stride;
-                        s = select(
-                            frame < head_frames,
-                            frame * plane * in_stride + pixel,
-                            BODY_SOURCE | ((frame - head_frames) * plane * in_stride + pixel),
-                        );
-                    }
-                }
-                src[i as usize] = s;
+                src[i as usize] = source(
+                    m0 + i, pixels, plane, height, width, dt, dy, dx, pad, table, head_frames,
+                    in_stride, kernel,
+                );
             }
             let wrow = tap * cin * cout;
-            for ci in 0..cin {
-                let mut b = Array::<f32>::new(comptime!(DN as usize));
+            let mut ci = 0u32;
+            while ci < cin {
+                // NI input channels × DN output channels of weights.
+                let mut b = Array::<f32>::new(comptime!((kernel.ni * DN) as usize));
                 #[unroll]
-                for j in 0..DN {
-                    let co = n0 + j;
-                    let mut v = 0.0f32;
-                    if co < cout {
-                        v = f32::cast_from(weights[(wrow + ci * cout + co) as usize]);
+                for kk in 0..comptime!(kernel.ni) {
+                    #[unroll]
+                    for g in 0..comptime!(DN / kernel.no) {
+                        let co = n0 + g * comptime!(kernel.no);
+                        let mut v = Vector::<F, NO>::new(F::new(0.0));
+                        if co < cout {
+                            v = weights[((wrow + (ci + kk) * cout + co) / comptime!(kernel.no)) as usize];
+                        }
+                        #[unroll]
+                        for k in 0..comptime!(kernel.no) {
+                            b[(kk * DN + g * comptime!(kernel.no) + k) as usize] = f32::cast_from(v[k as usize]);
+                        }
                     }
-                    b[j as usize] = v;
                 }
                 #[unroll]
                 for i in 0..DM {
-                    let s = src[i as usize];
-                    let mut a = 0.0f32;
-                    if s != ZERO_SOURCE {
-                        if s < BODY_SOURCE {
-                            a = f32::cast_from(head[(s + ci) as usize]);
-                        } else {
-                            a = f32::cast_from(body[((s ^ BODY_SOURCE) + ci) as usize]);
+                    let a = load_pixel(head, body, src[i as usize], ci, cin, kernel);
+                    #[unroll]
+                    for kk in 0..comptime!(kernel.ni) {
+                        let av = f32::cast_from(a[kk as usize]);
+                        #[unroll]
+                        for j in 0..DN {
+                            acc[(i * DN + j) as usize] += av * b[(kk * DN + j) as usize];
                         }
                     }
-                    #[unroll]
-                    for j in 0..DN {
-                        acc[(i * DN + j) as usize] += a * b[j as usize];
-                    }
                 }
+                ci += comptime!(kernel.ni);
             }
         }
         #[unroll]
         for i in 0..DM {
-            let m = m0 + i;
-            if m < pixels {
-                #[unroll]
-                for j in 0..DN {
-                    let co = n0 + j;
-                    if co < cout {
-                        let v = epilogue(
-                            acc[(i * DN + j) as usize], co, bias, slopes, residual,
-                            residual_stride * m + residual_offset, leaky_slope, residual_scale,
-                            kernel,
-                        );
-                        output[(m * out_stride + out_offset + co) as usize] = F::cast_from(v);
-                    }
-                }
-            }
+            store_row(
+                &acc, i * DN, DN, m0 + i, n0, pixels, cout, bias, slopes, residual, output,
+                out_stride, out_offset, residual_stride, residual_offset, leaky_slope,
+                residual_scale, kernel,
+            );
         }
     }
 }
@@ -558,6 +628,32 @@ pub fn conv<R: Runtime, E: Element>(
     padding: Padding,
     strategy: Strategy,
 ) {
+    conv_with_loads::<R, E>(client, weights, input, output, padding, strategy, MAX_LOAD);
+}
+
+/// Elements per vector load or store at most: 16 bytes of f32 (the widest load of most
+/// GPUs); the tiled staging maps one load per thread at this width.
+const MAX_LOAD: usize = 4;
+
+/// The widest load of at most `max` elements the device has for `E` that divides every count.
+fn load_width<R: Runtime, E: Element>(client: &ComputeClient<R>, max: usize, counts: &[usize]) -> usize {
+    client
+        .io_optimized_vector_sizes(size_of::<E>())
+        .filter(|&n| n <= max)
+        .find(|&n| counts.iter().all(|c| c % n == 0))
+        .unwrap_or(1)
+}
+
+/// [`conv`] with loads of at most `max_load` elements (1 gives the scalar kernel).
+fn conv_with_loads<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    weights: &ConvWeights,
+    input: &ConvInput,
+    output: &ConvOutput,
+    padding: Padding,
+    strategy: Strategy,
+    max_load: usize,
+) {
     assert!(weights.elem == TypeId::of::<E>(), "weights uploaded as another element type");
     let (h, w) = (input.height, input.width);
     let out_frames = input.table.len() + 1 - weights.kt;
@@ -601,35 +697,52 @@ pub fn conv<R: Runtime, E: Element>(
         }
         None => (None, 0, 0, 0.0),
     };
-    let kernel = ConvConfig {
-        kt: weights.kt as u32,
-        k: weights.k as u32,
-        padding,
-        act,
-        residual: output.residual.is_some(),
-    };
+    // Pixels start at multiples of the stride, so a width dividing channels and stride keeps
+    // every load aligned and wholly inside or outside the channels read.
+    let ni = load_width::<R, E>(client, max_load, &[weights.cin, input.stride]);
     let table = DeviceBuffer::from_u32(client, input.table);
-    let head = input.head.unwrap_or(input.body);
+    // A buffer without frames is never read; one with frames stands in for it, as a binding
+    // must hold at least one vector.
+    let body = if input.body.len > 0 { input.body } else { input.head.unwrap_or(input.body) };
+    let head = input.head.filter(|h| h.len > 0).unwrap_or(body);
     for group in &weights.groups {
+        let mut counts = vec![group.count, output.stride, output.offset + group.first];
+        if residual.is_some() {
+            counts.extend([residual_stride, residual_offset + group.first]);
+        }
+        let no = load_width::<R, E>(client, max_load, &counts);
+        let kernel = ConvConfig {
+            kt: weights.kt as u32,
+            k: weights.k as u32,
+            padding,
+            act,
+            residual: output.residual.is_some(),
+            ni: ni as u32,
+            no: no as u32,
+        };
+        // Without a residual the bias stands in (never read): `no` divides its length.
         let residual = residual.unwrap_or(&group.bias);
         macro_rules! launch {
             ($kernel:ident, $count:expr, $dim:expr $(, $extra:expr)*) => {
                 // SAFETY: every read is bounds-checked against the sizes asserted above
                 // (frame table entries, strides, head/body/residual lengths); writes stay
-                // below `pixels × stride`, inside this group's channels.
+                // below `pixels × stride`, inside this group's channels. Vector loads and
+                // stores start at multiples of their width (`ni`, `no` divide every offset).
                 unsafe {
                     $kernel::launch_unchecked::<E, R>(
                         client,
                         $count,
                         $dim,
-                        head.arg(),
-                        input.body.arg(),
+                        ni,
+                        no,
+                        head.vector_arg(ni),
+                        body.vector_arg(ni),
                         table.arg(),
-                        group.weights.arg(),
+                        group.weights.vector_arg(no),
                         group.bias.arg(),
                         group.slopes.arg(),
-                        residual.arg(),
-                        output.out.arg(),
+                        residual.vector_arg(no),
+                        output.out.vector_arg(no),
                         input.head_frames as u32,
                         out_frames as u32,
                         h as u32,
@@ -797,6 +910,57 @@ mod tests {
     }
 
     #[test]
+    fn vector_loads_match_scalar_loads_bit_for_bit() {
+        let client = client();
+        let mut rng = Rng::new(35);
+        let widest = load_width::<_, f32>(&client, MAX_LOAD, &[MAX_LOAD]);
+        // (cin, in stride, cout, out stride, out offset, residual stride): widths 4/4, 4/2, 2/1.
+        for (cin, in_stride, cout, out_stride, offset, residual_stride, widths) in
+            [(8, 12, 68, 72, 4, 68, (4, 4)), (20, 20, 6, 10, 2, 6, (4, 2)), (6, 6, 5, 5, 0, 5, (2, 1))]
+        {
+            let input_width = load_width::<_, f32>(&client, MAX_LOAD, &[cin, in_stride]);
+            let output_width = load_width::<_, f32>(&client, MAX_LOAD, &[cout, out_stride, offset, residual_stride]);
+            assert_eq!((input_width, output_width), (widths.0.min(widest), widths.1.min(widest)));
+            let (h, w) = (5, 7);
+            let torch_weights = rng.vec_f32(cout * cin * 27, -0.5, 0.5);
+            let bias = rng.vec_f32(cout, -0.5, 0.5);
+            let head = DeviceBuffer::from_f32(&client, &rng.vec_f32(2 * h * w * in_stride, -1.0, 1.0));
+            let body = DeviceBuffer::from_f32(&client, &rng.vec_f32(2 * h * w * in_stride, -1.0, 1.0));
+            let residual = DeviceBuffer::from_f32(&client, &rng.vec_f32(2 * h * w * residual_stride, -1.0, 1.0));
+            let weights =
+                ConvWeights::upload::<_, f32>(&client, &torch_weights, Some(&bias), None, (cout, cin, 3, 3));
+            let input = ConvInput {
+                head: Some(&head),
+                head_frames: 2,
+                body: &body,
+                table: &[0, 1, 2, 3],
+                height: h,
+                width: w,
+                stride: in_stride,
+            };
+            for strategy in [Strategy::Tiled, Strategy::Direct] {
+                let run = |max_load: usize| {
+                    let out = poisoned::<f32>(&client, 2 * h * w * out_stride);
+                    let output = ConvOutput {
+                        out: &out,
+                        stride: out_stride,
+                        offset,
+                        activation: Activation::Silu,
+                        residual: Some(Residual::dense(&residual, residual_stride, 0.5)),
+                    };
+                    conv_with_loads::<_, f32>(&client, &weights, &input, &output, Padding::Reflect, strategy, max_load);
+                    read_as_f32::<f32>(&client, out.handle)
+                };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let (scalar, vector) = (run(1), run(MAX_LOAD));
+                let what = format!("{strategy:?} {cin}/{in_stride} -> {cout}/{out_stride}+{offset}");
+                assert!(scalar.iter().any(|v| !v.is_nan()), "{what}: nothing written");
+                assert_eq!(bits(&scalar), bits(&vector), "{what}");
+            }
+        }
+    }
+
+    #[test]
     fn matches_reference_in_f16() {
         if has_f16() {
             check::<half::f16>(1e-2, 8);
@@ -823,9 +987,11 @@ mod tests {
                 Activation::Silu,
             ][case % 4];
             let (h, w) = (rng.range(2, 9), rng.range(2, 9));
-            let cin = rng.range(1, 40);
-            let cout = rng.range(1, 70);
-            let in_stride = cin + rng.range(0, 3);
+            // Some cases in multiples of 4, so vector loads run too.
+            let align = [1, 4][(case / 3) % 2];
+            let cin = align * rng.range(1, 40 / align);
+            let cout = align * rng.range(1, 70 / align);
+            let in_stride = cin + align * rng.range(0, 2);
             let (head_frames, body_frames) = (rng.range(0, 2), rng.range(1, 3));
             let out_frames = rng.range(1, 3);
             // A table mixing head and body frames, with repeats (first/last-frame padding).
@@ -838,8 +1004,8 @@ mod tests {
             let torch_weights = rounded::<E>(rng.vec_f32(cout * cin * kt * k * k, -0.5, 0.5));
             let bias = rounded::<E>(rng.vec_f32(cout, -0.5, 0.5));
             let slopes = rounded::<E>(rng.vec_f32(cout, 0.0, 0.5));
-            let out_stride = cout + rng.range(0, 4);
-            let out_offset = out_stride - cout - rng.range(0, out_stride - cout);
+            let out_stride = cout + align * rng.range(0, 2);
+            let out_offset = out_stride - cout - align * rng.range(0, (out_stride - cout) / align);
             let residual = (case % 5 == 0)
                 .then(|| rounded::<E>(rng.vec_f32(out_frames * h * w * cout, -1.0, 1.0)));
 
@@ -870,7 +1036,7 @@ mod tests {
                 activation,
                 residual: residual_buf.as_ref().map(|r| Residual::dense(r, cout, 0.2)),
             };
-            let strategy = [Strategy::Tiled, Strategy::Direct][case % 2 ^ (case / 2) % 2];
+            let strategy = [Strategy::Tiled, Strategy::Direct][(case % 2) ^ ((case / 2) % 2)];
             conv::<_, E>(&client, &weights, &input, &output, padding, strategy);
             let got = read_as_f32::<E>(&client, out.handle);
             let frames: Vec<&[f32]> = table

@@ -121,4 +121,13 @@ impl DeviceBuffer {
     pub(crate) unsafe fn arg<R: Runtime>(&self) -> ArrayArg<R> {
         unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.len) }
     }
+
+    /// The buffer as a kernel argument of vectors of `width` elements (the last partial
+    /// vector, if any, left out).
+    ///
+    /// # Safety
+    /// As [`arg`](Self::arg); the buffer must start aligned to a vector (device allocations do).
+    pub(crate) unsafe fn vector_arg<R: Runtime>(&self, width: usize) -> ArrayArg<R> {
+        unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.len / width) }
+    }
 }

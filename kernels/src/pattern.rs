@@ -62,6 +62,7 @@ const OUTSIDE: u32 = 2;
 
 /// 1 where the counter draws a lit cell, 0 on its dark box, [`OUTSIDE`] elsewhere.
 #[cube]
+#[allow(clippy::manual_range_contains)] // cube functions have no `Range::contains`
 fn counter_cell(x: u32, y: u32, frame: u32, scale: u32) -> u32 {
     let mut cell = 2u32; // OUTSIDE
     if x >= scale && y >= scale {

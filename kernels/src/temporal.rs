@@ -319,7 +319,7 @@ mod tests {
     fn first_push_lags_one_frame_when_not_causal() {
         let client = client();
         let (h, w, c) = (2, 2, 1);
-        let weights = ConvWeights::upload::<_, f32>(&client, &vec![0.1; 27], None, None, (c, c, 3, 3));
+        let weights = ConvWeights::upload::<_, f32>(&client, &[0.1; 27], None, None, (c, c, 3, 3));
         let mut conv = TemporalConv3d::<f32>::new(weights, (h, w), Padding::Zeros, false, Strategy::Direct);
         let x = DeviceBuffer::from_f32(&client, &vec![1.0; 3 * h * w * c]);
         let emitted = |f: Option<Frames>| f.map_or(0, |f| f.frames);
