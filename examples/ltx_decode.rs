@@ -46,22 +46,20 @@ fn parse_args() -> Args {
         precision: Default::default(),
         child: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--latent" => args.latent = value().parse().expect("--latent WxH"),
-            "--frames" => args.frames = value().split(',').map(|n| n.parse().expect("--frames N,M")).collect(),
-            "--chunk-frames" => args.chunk_frames = value().parse().expect("--chunk-frames N"),
-            "--layers" => args.layers = value().parse().expect("--layers N"),
-            "--base" => args.base = value().parse().expect("--base N"),
-            "--piece-kib" => args.piece_kib = value().parse().expect("--piece-kib N"),
-            "--precision" => args.precision = value().parse().expect("--precision f32|f16|bf16"),
+    common::parse_flags(|flag, value| {
+        match flag {
+            "--latent" => args.latent = common::parsed(flag, &value()),
+            "--frames" => args.frames = common::list(flag, &value()),
+            "--chunk-frames" => args.chunk_frames = common::parsed(flag, &value()),
+            "--layers" => args.layers = common::parsed(flag, &value()),
+            "--base" => args.base = common::parsed(flag, &value()),
+            "--piece-kib" => args.piece_kib = common::parsed(flag, &value()),
+            "--precision" => args.precision = common::parsed(flag, &value()),
             "--child" => args.child = true,
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
+            _ => return false,
         }
-    }
+        true
+    });
     args
 }
 

@@ -34,21 +34,17 @@ fn parse_args() -> Args {
         chunk_frames: 8,
         child: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--size" => args.size = value().parse().expect("--size WxH"),
-            "--frames" => {
-                args.frames = value().split(',').map(|n| n.parse().expect("--frames N,M")).collect()
-            }
-            "--compare" => args.compare = value().parse().expect("--compare N"),
-            "--chunk-frames" => args.chunk_frames = value().parse().expect("--chunk-frames N"),
+    common::parse_flags(|flag, value| {
+        match flag {
+            "--size" => args.size = common::parsed(flag, &value()),
+            "--frames" => args.frames = common::list(flag, &value()),
+            "--compare" => args.compare = common::parsed(flag, &value()),
+            "--chunk-frames" => args.chunk_frames = common::parsed(flag, &value()),
             "--child" => args.child = true,
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
+            _ => return false,
         }
-    }
+        true
+    });
     args
 }
 

@@ -7,6 +7,8 @@
 //! realesr-general-x4v3 shapes) and RRDBNet ×4 with `--rrdb-blocks` blocks (23 is x4plus;
 //! 0 skips it). Whole frames, chunks of `--frames`.
 
+mod common;
+
 use std::time::Instant;
 
 use framestream::model::esrgan::UpscaleModel;
@@ -70,17 +72,15 @@ fn main() {
     let mut size: FrameSize = "320x180".parse().unwrap();
     let mut frames = 4u64;
     let mut blocks = 23usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
-        match a.as_str() {
-            "--size" => size = value().parse().expect("WxH"),
-            "--frames" => frames = value().parse().expect("a count"),
-            "--rrdb-blocks" => blocks = value().parse().expect("a count"),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
+    common::parse_flags(|flag, value| {
+        match flag {
+            "--size" => size = common::parsed(flag, &value()),
+            "--frames" => frames = common::parsed(flag, &value()),
+            "--rrdb-blocks" => blocks = common::parsed(flag, &value()),
+            _ => return false,
         }
-    }
+        true
+    });
     let dir = std::env::temp_dir().join(format!("framestream-upscale-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut seed = 7u64;

@@ -1,7 +1,35 @@
-//! Helpers shared by the benchmark examples: each measured run happens in a fresh child
-//! process so its peak RSS is its own.
+//! Helpers shared by the benchmark examples: flag parsing, and child processes so each
+//! measured run's peak RSS is its own.
+
+// Each example uses a subset.
+#![allow(dead_code)]
 
 use std::process::Command;
+use std::str::FromStr;
+
+/// Reads the `--flag [value]` arguments in order: `on(flag, value)` handles one, taking its
+/// value with `value()`, and returns false for a flag it does not know (which panics).
+/// `--bench`, which `cargo bench` passes, is skipped.
+pub fn parse_flags(mut on: impl FnMut(&str, &mut dyn FnMut() -> String) -> bool) {
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--bench" {
+            continue;
+        }
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        assert!(on(&flag, &mut value), "unknown argument {flag}");
+    }
+}
+
+/// `text` parsed, or a panic naming the flag.
+pub fn parsed<T: FromStr>(flag: &str, text: &str) -> T {
+    text.parse().unwrap_or_else(|_| panic!("{flag}: cannot read {text:?}"))
+}
+
+/// A comma-separated list, e.g. `--frames 5,17,33`.
+pub fn list<T: FromStr>(flag: &str, text: &str) -> Vec<T> {
+    text.split(',').map(|v| parsed(flag, v)).collect()
+}
 
 /// Peak resident memory of this process (`VmHWM`), KiB.
 pub fn peak_rss_kib() -> u64 {

@@ -294,10 +294,11 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)])
     crate::atomic_file::write_atomic(path, &bytes, true)
 }
 
-/// Parses a safetensors header: the tensors and the metadata. Checks every offset.
-fn parse_safetensors_header(
-    bytes: &[u8],
-) -> std::result::Result<(BTreeMap<String, TensorRef>, BTreeMap<String, String>), String> {
+/// A safetensors header: the tensors by name, and the metadata.
+type Header = (BTreeMap<String, TensorRef>, BTreeMap<String, String>);
+
+/// Parses a safetensors header. Checks every offset.
+fn parse_safetensors_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if bytes.len() < 8 {
         return Err("too short for a safetensors file".into());
     }

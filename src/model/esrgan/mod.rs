@@ -159,7 +159,7 @@ impl UpscaleModel {
         let device = &device.fork();
         let strategy = if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled };
         let network = match &self.architecture {
-            Architecture::Rrdb(c) => Network::Rrdb(c.upload(&self.weights, device)?),
+            Architecture::Rrdb(c) => Network::Rrdb(Box::new(c.upload(&self.weights, device)?)),
             Architecture::Compact(c) => Network::Compact(c.upload(&self.weights, device)?),
         };
         let model = Arc::new(DeviceModel {
@@ -192,7 +192,7 @@ pub(crate) fn upload_conv(
 }
 
 enum Network {
-    Rrdb(rrdb::RrdbWeights),
+    Rrdb(Box<rrdb::RrdbWeights>),
     Compact(compact::CompactWeights),
 }
 
