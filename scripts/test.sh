@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/system-packages.sh
 cargo test --workspace --locked "$@"
-# The CUDA runtime is only exercised where a GPU is lent; keep it compiling everywhere.
+# The CUDA runtime is only exercised where a GPU is lent; keep it compiling everywhere, and
+# the crate without FFmpeg (how the benchmark examples are built for a GPU machine).
 cargo check --locked -p framestream --features cuda --all-targets
+cargo check --locked -p framestream --no-default-features --features cuda --lib --examples

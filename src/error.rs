@@ -76,6 +76,7 @@ impl Error {
         Error::InvalidConfig(message.into())
     }
 
+    #[cfg(feature = "video")]
     pub(crate) fn video(path: &std::path::Path, frame: Option<u64>, message: impl Into<String>) -> Self {
         Error::Video { path: path.to_path_buf(), frame, message: message.into() }
     }

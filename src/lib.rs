@@ -19,6 +19,10 @@
 //! # }
 //! ```
 //!
+//! Features: `video` (on by default) reads and writes video files through FFmpeg (`VideoFile`,
+//! `save_video`, `SaveVideo`); without it the crate needs no FFmpeg libraries. `cli` (on by
+//! default) builds the `framestream` command; `cuda` adds the CUDA runtime.
+//!
 //! File outputs are atomic: they are written as `NAME.partial-XXXXXXXX` beside the target
 //! and renamed when complete; an error, a cancelled future or a dropped stream removes the
 //! partial file, and an existing target is only replaced when the options say so.
@@ -34,6 +38,7 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod stream;
+#[cfg(feature = "video")]
 pub mod video;
 
 pub use chunk::{Chunk, HostFrames, Shape};
@@ -47,13 +52,17 @@ pub use stream::{
 
 /// Everything a pipeline needs, in one import.
 pub mod prelude {
-    pub use crate::sink::{
-        Batch, Report, TensorFileOptions, collect, drain, save_video, write_tensor,
-    };
     pub use crate::model::ltx::{Latent, LtxVae};
-    pub use crate::source::{ImageBatch, LtxVaeDecode, TestPattern, VideoFile};
-    pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, SaveVideo, Upscale};
-    pub use crate::video::{Codec, Container, PixelFormat, VideoOptions};
+    pub use crate::sink::{Batch, Report, TensorFileOptions, collect, drain, write_tensor};
+    pub use crate::source::{ImageBatch, LtxVaeDecode, TestPattern};
+    pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, Upscale};
+    #[cfg(feature = "video")]
+    pub use crate::{
+        sink::save_video,
+        source::VideoFile,
+        stage::SaveVideo,
+        video::{Codec, Container, PixelFormat, VideoOptions},
+    };
     pub use crate::{
         Chunk, Device, DeviceKind, Error, Event, EventKind, FrameSize, FrameStream, OpenRequest,
         ProgressSender, Rational, Result, Source, SourceExt, Stage, StageId, StreamInfo,

@@ -2,6 +2,7 @@
 
 mod collect;
 mod drain;
+#[cfg(feature = "video")]
 mod save_video;
 mod tensor_file;
 
@@ -12,6 +13,7 @@ use futures::StreamExt;
 
 pub use collect::{collect, Batch};
 pub use drain::drain;
+#[cfg(feature = "video")]
 pub use save_video::save_video;
 pub use tensor_file::{write_tensor, TensorFileOptions};
 
