@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Times the PyTorch references of framestream's model benchmarks on the same shapes.
+
+    python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype bf16
+    python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16
+
+`ltx`: diffusers' `AutoencoderKLLTXVideo` decoder with the 0.9.5+ layout the `ltx_decode`
+example builds (conv_in 128→1024, four levels of `--layers` resblocks at 1024/512/256/128
+channels, three residual depth-to-space upsamplers, timestep conditioning), random weights,
+decode timestep 0.05. It decodes the whole latent at once (diffusers' default) and, with
+`--tiled`, through diffusers' own temporal/spatial tiling. `upscale`: SRVGGNetCompact K16 and
+K32 and RRDBNet ×4 (`--rrdb-blocks`) loaded through spandrel's `ModelLoader` from random state
+dicts in the Real-ESRGAN layout, on whole frames, chunks of `--frames`.
+
+Prints frames/s and the peak memory PyTorch allocated, beside which the `ltx_decode` and
+`upscale` examples' tables compare. Runs on CPU too (`--device cpu`, small sizes) to check
+the script itself.
+"""
+import argparse
+import time
+
+import torch
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def size(text):
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_mib(device):
+    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+
+
+def reset_peak(device):
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def randomize(module, seed):
+    """Uniform ±1/√fan_in weights (as the Rust examples draw them), zero biases."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() > 1:
+                bound = p[0].numel() ** -0.5
+                p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) * bound)
+            elif name.endswith("timestep_scale_multiplier"):
+                p.fill_(1000.0)
+            else:
+                p.zero_()
+
+
+def ltx(args, device, dtype):
+    from diffusers import AutoencoderKLLTXVideo
+    from diffusers.utils import logging
+
+    logging.set_verbosity_error()
+
+    layers = args.layers
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=128,
+        decoder_block_out_channels=(256, 512, 1024),
+        decoder_layers_per_block=(layers,) * 4,
+        decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(False,) * 4,
+        upsample_residual=(True, True, True),
+        upsample_factor=(2, 2, 2),
+        timestep_conditioning=True,
+    ).eval()
+    randomize(vae.decoder, 11)
+    decoder_params = sum(p.numel() for p in vae.decoder.parameters())
+    vae = vae.to(device=device, dtype=dtype)
+    if args.tiled:
+        vae.enable_tiling()
+    w, h = size(args.latent)
+    print(f"diffusers AutoencoderKLLTXVideo decoder ({decoder_params} parameters), {args.dtype}, "
+          f"latent {w}x{h} -> {32 * w}x{32 * h}, {'tiled' if args.tiled else 'whole latent'}, "
+          f"torch {torch.__version__} on {device_name(device)}")
+    print()
+    print("| latent frames | frames | time (s) | frames/s | peak allocated (MiB) |")
+    print("|---:|---:|---:|---:|---:|")
+    gen = torch.Generator().manual_seed(7)
+    temb = torch.tensor([0.05], device=device, dtype=dtype)
+    with torch.no_grad():
+        warm = torch.rand(1, 128, 1, h, w, generator=gen).to(device=device, dtype=dtype)
+        vae.decode(warm, temb=temb)
+        for t in [int(f) for f in args.frames.split(",")]:
+            z = (torch.rand(1, 128, t, h, w, generator=gen) * 2 - 1).to(device=device, dtype=dtype)
+            reset_peak(device)
+            sync(device)
+            start = time.perf_counter()
+            frames = vae.decode(z, temb=temb).sample
+            sync(device)
+            seconds = time.perf_counter() - start
+            n = frames.shape[2]
+            print(f"| {t} | {n} | {seconds:.2f} | {n / seconds:.2f} | {peak_mib(device):.0f} |")
+            del frames
+
+
+def real_esrgan_compact(convs, seed):
+    gen = torch.Generator().manual_seed(seed)
+    nf, sd = 64, {}
+
+    def conv(name, cout, cin):
+        bound = (cin * 9) ** -0.5
+        sd[f"{name}.weight"] = (torch.rand(cout, cin, 3, 3, generator=gen) * 2 - 1) * bound
+        sd[f"{name}.bias"] = torch.zeros(cout)
+
+    conv("body.0", nf, 3)
+    for k in range(convs + 1):
+        if k > 0:
+            conv(f"body.{2 * k}", nf, nf)
+        sd[f"body.{2 * k + 1}.weight"] = torch.full((nf,), 0.25)
+    conv(f"body.{2 * convs + 2}", 48, nf)
+    return sd
+
+
+def real_esrgan_rrdb(blocks, seed):
+    gen = torch.Generator().manual_seed(seed)
+    nf, gc, sd = 64, 32, {}
+
+    def conv(name, cout, cin):
+        bound = (cin * 9) ** -0.5
+        sd[f"{name}.weight"] = (torch.rand(cout, cin, 3, 3, generator=gen) * 2 - 1) * bound
+        sd[f"{name}.bias"] = torch.zeros(cout)
+
+    conv("conv_first", nf, 3)
+    for i in range(blocks):
+        for r in range(1, 4):
+            for k in range(1, 6):
+                conv(f"body.{i}.rdb{r}.conv{k}", nf if k == 5 else gc, nf + (k - 1) * gc)
+    for name in ["conv_body", "conv_up1", "conv_up2", "conv_hr"]:
+        conv(name, nf, nf)
+    conv("conv_last", 3, nf)
+    return sd
+
+
+def upscale(args, device, dtype):
+    from spandrel import ModelLoader
+
+    w, h = size(args.size)
+    models = [("SRVGGNetCompact K16 (animevideov3)", real_esrgan_compact(16, 1)),
+              ("SRVGGNetCompact K32 (general-x4v3)", real_esrgan_compact(32, 2))]
+    if args.rrdb_blocks > 0:
+        models.append((f"RRDBNet x4 ({args.rrdb_blocks} blocks)", real_esrgan_rrdb(args.rrdb_blocks, 3)))
+    print(f"spandrel, {w}x{h} -> x4, chunks of {args.frames} frames, whole frames, {args.dtype}, "
+          f"torch {torch.__version__} on {device_name(device)}")
+    print()
+    print("| model | parameters | frames/s | s/frame | peak allocated (MiB) |")
+    print("|---|---:|---:|---:|---:|")
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(args.frames, 3, h, w, generator=gen).to(device=device, dtype=dtype)
+    for name, sd in models:
+        model = ModelLoader().load_from_state_dict(sd).model.eval().to(device=device, dtype=dtype)
+        params = sum(p.numel() for p in model.parameters())
+        with torch.no_grad():
+            model(x[:1])
+            reset_peak(device)
+            sync(device)
+            runs, start = 0, time.perf_counter()
+            while runs < 2 or (time.perf_counter() - start < 2.0 and runs < 100):
+                model(x).clamp_(0, 1)
+                runs += 1
+            sync(device)
+            per_frame = (time.perf_counter() - start) / (runs * args.frames)
+        print(f"| {name} | {params} | {1 / per_frame:.2f} | {per_frame:.4f} | {peak_mib(device):.0f} |")
+        del model
+
+
+def device_name(device):
+    return torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="model", required=True)
+    p = sub.add_parser("ltx")
+    p.add_argument("--latent", default="24x16")
+    p.add_argument("--frames", default="5,17")
+    p.add_argument("--layers", type=int, default=5)
+    p.add_argument("--tiled", action="store_true")
+    p = sub.add_parser("upscale")
+    p.add_argument("--size", default="1280x720")
+    p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--rrdb-blocks", type=int, default=23)
+    for p in sub.choices.values():
+        p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
+        p.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    {"ltx": ltx, "upscale": upscale}[args.model](args, device, DTYPES[args.dtype])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The GPU comparisons, run on a CUDA machine that has PyTorch but neither Rust nor FFmpeg.
+#
+# Here (a machine with the Rust toolchain), once:
+#   cargo build --release -p framestream-kernels --no-default-features --features cuda --bin kernel_bench
+#   cargo build --release --no-default-features --features cuda --example ltx_decode --example upscale
+#   mkdir -p .gpu && cp target/release/kernel_bench target/release/examples/{ltx_decode,upscale} .gpu/
+#   python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers importlib_metadata spandrel
+#   (.gpu/ and .whl/ are git-ignored; a lent-device run carries them)
+# There, from the repository root, with .gpu/ and .whl/ beside it:
+#   bash tools/gpu_bench.sh conv|ltx|upscale [OUT_DIR]
+# Each part prints framestream's table, then PyTorch's on the same shapes, and is meant to fit one
+# ten-minute device command (not yet run: no GPU has been lent to this project so far).
+set -euo pipefail
+part=${1:?conv, ltx or upscale}
+out=${2:-${OUT:-/tmp}}
+cd "$(dirname "$0")/.."
+
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null || true
+export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+# CubeCL compiles kernels with NVRTC at run time: give it the toolkit's or PyTorch's copy under
+# a name it looks for.
+nvrtc=$(find /usr/local/cuda*/ "$(python3 -c 'import site; print(site.getsitepackages()[0])')/nvidia" \
+  -name 'libnvrtc.so*' 2>/dev/null | grep -v builtins | head -1 || true)
+if [[ -n "$nvrtc" ]]; then
+  mkdir -p /tmp/nvrtc && ln -sf "$nvrtc" /tmp/nvrtc/libnvrtc.so
+  export LD_LIBRARY_PATH=/tmp/nvrtc:$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+export FRAMESTREAM_DEVICE=cuda
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+
+case $part in
+  conv)
+    for dtype in f32 f16 bf16; do
+      .gpu/kernel_bench --suite conv --dtype "$dtype" --strategy tiled | tee "$out/conv-$dtype.md"
+      python3 tools/bench_torch_conv.py --dtype "$dtype" | tee "$out/conv-torch-$dtype.md"
+    done ;;
+  ltx)
+    for precision in f32 bf16; do
+      .gpu/ltx_decode --latent 24x16 --frames 5,17 --piece-kib 16384 --precision "$precision" \
+        | tee "$out/ltx-$precision.md"
+      python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype "$precision" \
+        | tee "$out/ltx-torch-$precision.md"
+    done
+    python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype bf16 --tiled \
+      | tee "$out/ltx-torch-bf16-tiled.md" ;;
+  upscale)
+    .gpu/upscale --size 1280x720 --frames 4 --rrdb-blocks 23 | tee "$out/upscale.md"
+    python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f32 | tee "$out/upscale-torch-f32.md"
+    python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16 | tee "$out/upscale-torch-f16.md" ;;
+  *) echo "unknown part $part (conv, ltx or upscale)" >&2; exit 2 ;;
+esac
