@@ -5,6 +5,7 @@
 #   cargo build --release -p framestream-kernels --no-default-features --features cuda --bin kernel_bench
 #   cargo build --release --no-default-features --features cuda --example ltx_decode --example upscale
 #   mkdir -p .gpu && cp target/release/kernel_bench target/release/examples/{ltx_decode,upscale} .gpu/
+#   strip .gpu/*   # what a device run carries is limited to 64 MiB with the working tree
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers importlib_metadata spandrel
 #   (.gpu/ and .whl/ are git-ignored; a lent-device run carries them)
 # There, from the repository root, with .gpu/ and .whl/ beside it:
@@ -16,8 +17,11 @@ part=${1:?conv, ltx or upscale}
 out=${2:-${OUT:-/tmp}}
 cd "$(dirname "$0")/.."
 
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null || true
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+# diffusers and spandrel (the `ltx` and `upscale` parts) are not on the machine: carried wheels.
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 # CubeCL compiles kernels with NVRTC at run time: give it the toolkit's or PyTorch's copy under
 # a name it looks for.
 nvrtc=$(find /usr/local/cuda*/ "$(python3 -c 'import site; print(site.getsitepackages()[0])')/nvidia" \
