@@ -109,6 +109,27 @@ const ZERO_SOURCE: u32 = 0xFFFF_FFFF;
 /// Marks a staged pixel of `body` (the rest of the word is its element offset).
 const BODY_SOURCE: u32 = 0x8000_0000;
 
+/// The runtime scalars of a launch: sizes, strides and offsets in elements.
+#[derive(CubeType, CubeLaunch, Clone, Copy)]
+struct ConvShape {
+    head_frames: u32,
+    out_frames: u32,
+    height: u32,
+    width: u32,
+    cin: u32,
+    /// Output channels of this launch (one weight group).
+    cout: u32,
+    in_stride: u32,
+    out_stride: u32,
+    out_offset: u32,
+    residual_stride: u32,
+    residual_offset: u32,
+    leaky_slope: f32,
+    residual_scale: f32,
+    /// The first output pixel of this launch (the direct strategy splits large grids).
+    first_pixel: u32,
+}
+
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn conv_kernel<F: Float, NI: Size, NO: Size>(
@@ -120,29 +141,17 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
     slopes: &Array<F>,
     residual: &Array<Vector<F, NO>>,
     output: &mut Array<Vector<F, NO>>,
-    head_frames: u32,
-    out_frames: u32,
-    height: u32,
-    width: u32,
-    cin: u32,
-    cout: u32,
-    in_stride: u32,
-    out_stride: u32,
-    out_offset: u32,
-    residual_stride: u32,
-    residual_offset: u32,
-    leaky_slope: f32,
-    residual_scale: f32,
+    shape: ConvShape,
     #[comptime] kernel: ConvConfig,
 ) {
-    let plane = height * width;
-    let pixels = out_frames * plane;
+    let cin = shape.cin;
+    let cout = shape.cout;
+    let pixels = shape.out_frames * shape.height * shape.width;
     let tx = UNIT_POS_X;
     let ty = UNIT_POS_Y;
     let tid = ty * THREADS + tx;
     let m0 = CUBE_POS_X * BM;
     let n0 = CUBE_POS_Y * BN;
-    let pad = comptime!(((kernel.k - 1) / 2) as i32);
 
     let mut a_tile = SharedMemory::<F>::new(comptime!((BK * BM) as usize));
     let mut b_tile = SharedMemory::<F>::new(comptime!((BK * BN) as usize));
@@ -157,14 +166,8 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
 
     let taps = comptime!(kernel.kt * kernel.k * kernel.k);
     for tap in 0..taps {
-        let dt = tap / comptime!(kernel.k * kernel.k);
-        let dy = (tap / comptime!(kernel.k)) % comptime!(kernel.k);
-        let dx = tap % comptime!(kernel.k);
         if tid < BM {
-            sources[tid as usize] = source(
-                m0 + tid, pixels, plane, height, width, dt, dy, dx, pad, table, head_frames,
-                in_stride, kernel,
-            );
+            sources[tid as usize] = source(m0 + tid, tap, table, &shape, kernel);
         }
         sync_cube();
         let mut c0 = 0u32;
@@ -228,34 +231,24 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
     #[unroll]
     for i in 0..TM {
         store_row(
-            &acc, i * TN, TN, m0 + ty * TM + i, n0 + tx * TN, pixels, cout, bias, slopes, residual,
-            output, out_stride, out_offset, residual_stride, residual_offset, leaky_slope,
-            residual_scale, kernel,
+            &acc, i * TN, TN, m0 + ty * TM + i, n0 + tx * TN, pixels, bias, slopes, residual, output,
+            &shape, kernel,
         );
     }
 }
 
-/// Where output pixel `m` reads for tap (`dt`, `dy`, `dx`): an offset into `head`, or into
-/// `body` marked with BODY_SOURCE, in elements of the input; ZERO_SOURCE in the padding.
+/// Where output pixel `m` reads for `tap`: an offset into `head`, or into `body` marked with
+/// BODY_SOURCE, in elements of the input; ZERO_SOURCE in the padding or past the pixels.
 #[cube]
-#[allow(clippy::too_many_arguments)]
-fn source(
-    m: u32,
-    pixels: u32,
-    plane: u32,
-    height: u32,
-    width: u32,
-    dt: u32,
-    dy: u32,
-    dx: u32,
-    pad: i32,
-    table: &Array<u32>,
-    head_frames: u32,
-    in_stride: u32,
-    #[comptime] kernel: ConvConfig,
-) -> u32 {
+fn source(m: u32, tap: u32, table: &Array<u32>, shape: &ConvShape, #[comptime] kernel: ConvConfig) -> u32 {
+    let (height, width, in_stride) = (shape.height, shape.width, shape.in_stride);
+    let plane = height * width;
+    let dt = tap / comptime!(kernel.k * kernel.k);
+    let dy = (tap / comptime!(kernel.k)) % comptime!(kernel.k);
+    let dx = tap % comptime!(kernel.k);
+    let pad = comptime!(((kernel.k - 1) / 2) as i32);
     let mut src = 0xFFFF_FFFFu32; // ZERO_SOURCE
-    if m < pixels {
+    if m < shape.out_frames * plane {
         let t = m / plane;
         let rest = m % plane;
         let y = pad_index((rest / width) as i32 + dy as i32 - pad, height as i32, kernel.padding);
@@ -264,9 +257,9 @@ fn source(
             let frame = table[(t + dt) as usize];
             let pixel = (y as u32 * width + x as u32) * in_stride;
             src = select(
-                frame < head_frames,
+                frame < shape.head_frames,
                 frame * plane * in_stride + pixel,
-                BODY_SOURCE | ((frame - head_frames) * plane * in_stride + pixel),
+                BODY_SOURCE | ((frame - shape.head_frames) * plane * in_stride + pixel),
             );
         }
     }
@@ -307,17 +300,11 @@ fn store_row<F: Float, NO: Size>(
     m: u32,
     co0: u32,
     pixels: u32,
-    cout: u32,
     bias: &Array<F>,
     slopes: &Array<F>,
     residual: &Array<Vector<F, NO>>,
     output: &mut Array<Vector<F, NO>>,
-    out_stride: u32,
-    out_offset: u32,
-    residual_stride: u32,
-    residual_offset: u32,
-    leaky_slope: f32,
-    residual_scale: f32,
+    shape: &ConvShape,
     #[comptime] kernel: ConvConfig,
 ) {
     if m < pixels {
@@ -325,21 +312,22 @@ fn store_row<F: Float, NO: Size>(
         for g in 0..comptime!(count / kernel.no) {
             let j0 = g * comptime!(kernel.no);
             let co = co0 + j0;
-            if co < cout {
+            if co < shape.cout {
                 let mut r = Vector::<F, NO>::new(F::new(0.0));
                 if comptime!(kernel.residual) {
-                    r = residual[((residual_stride * m + residual_offset + co) / comptime!(kernel.no)) as usize];
+                    let at = shape.residual_stride * m + shape.residual_offset + co;
+                    r = residual[(at / comptime!(kernel.no)) as usize];
                 }
                 let mut out = Vector::<F, NO>::empty();
                 #[unroll]
                 for k in 0..comptime!(kernel.no) {
                     let v = epilogue(
-                        acc[(first + j0 + k) as usize], co + k, bias, slopes,
-                        f32::cast_from(r[k as usize]), leaky_slope, residual_scale, kernel,
+                        acc[(first + j0 + k) as usize], co + k, bias, slopes, f32::cast_from(r[k as usize]),
+                        shape, kernel,
                     );
                     out[k as usize] = F::cast_from(v);
                 }
-                output[((m * out_stride + out_offset + co) / comptime!(kernel.no)) as usize] = out;
+                output[((m * shape.out_stride + shape.out_offset + co) / comptime!(kernel.no)) as usize] = out;
             }
         }
     }
@@ -347,27 +335,25 @@ fn store_row<F: Float, NO: Size>(
 
 /// Bias, activation and scaled residual `r` of output channel `co`.
 #[cube]
-#[allow(clippy::too_many_arguments)]
 fn epilogue<F: Float>(
     acc: f32,
     co: u32,
     bias: &Array<F>,
     slopes: &Array<F>,
     r: f32,
-    leaky_slope: f32,
-    residual_scale: f32,
+    shape: &ConvShape,
     #[comptime] kernel: ConvConfig,
 ) -> f32 {
     let mut v = acc + f32::cast_from(bias[co as usize]);
     if comptime!(kernel.act == 1) {
-        v = select(v >= 0.0f32, v, v * leaky_slope);
+        v = select(v >= 0.0f32, v, v * shape.leaky_slope);
     } else if comptime!(kernel.act == 2) {
         v = select(v >= 0.0f32, v, v * f32::cast_from(slopes[co as usize]));
     } else if comptime!(kernel.act == 3) {
         v = v / (1.0f32 + f32::exp(0.0f32 - v));
     }
     if comptime!(kernel.residual) {
-        v = r + residual_scale * v;
+        v = r + shape.residual_scale * v;
     }
     v
 }
@@ -387,28 +373,15 @@ fn conv_direct_kernel<F: Float, NI: Size, NO: Size>(
     slopes: &Array<F>,
     residual: &Array<Vector<F, NO>>,
     output: &mut Array<Vector<F, NO>>,
-    head_frames: u32,
-    out_frames: u32,
-    height: u32,
-    width: u32,
-    cin: u32,
-    cout: u32,
-    in_stride: u32,
-    out_stride: u32,
-    out_offset: u32,
-    residual_stride: u32,
-    residual_offset: u32,
-    leaky_slope: f32,
-    residual_scale: f32,
-    first_pixel: u32,
+    shape: ConvShape,
     #[comptime] kernel: ConvConfig,
 ) {
-    let plane = height * width;
-    let pixels = out_frames * plane;
+    let cin = shape.cin;
+    let cout = shape.cout;
+    let pixels = shape.out_frames * shape.height * shape.width;
     let n0 = ABSOLUTE_POS_X * DN;
-    let m0 = first_pixel + ABSOLUTE_POS_Y * DM;
+    let m0 = shape.first_pixel + ABSOLUTE_POS_Y * DM;
     if n0 < cout && m0 < pixels {
-        let pad = comptime!(((kernel.k - 1) / 2) as i32);
         let mut acc = Array::<f32>::new(comptime!((DM * DN) as usize));
         #[unroll]
         for i in 0..DM * DN {
@@ -417,15 +390,9 @@ fn conv_direct_kernel<F: Float, NI: Size, NO: Size>(
         let mut src = Array::<u32>::new(comptime!(DM as usize));
         let taps = comptime!(kernel.kt * kernel.k * kernel.k);
         for tap in 0..taps {
-            let dt = tap / comptime!(kernel.k * kernel.k);
-            let dy = (tap / comptime!(kernel.k)) % comptime!(kernel.k);
-            let dx = tap % comptime!(kernel.k);
             #[unroll]
             for i in 0..DM {
-                src[i as usize] = source(
-                    m0 + i, pixels, plane, height, width, dt, dy, dx, pad, table, head_frames,
-                    in_stride, kernel,
-                );
+                src[i as usize] = source(m0 + i, tap, table, &shape, kernel);
             }
             let wrow = tap * cin * cout;
             let mut ci = 0u32;
@@ -464,11 +431,7 @@ fn conv_direct_kernel<F: Float, NI: Size, NO: Size>(
         }
         #[unroll]
         for i in 0..DM {
-            store_row(
-                &acc, i * DN, DN, m0 + i, n0, pixels, cout, bias, slopes, residual, output,
-                out_stride, out_offset, residual_stride, residual_offset, leaky_slope,
-                residual_scale, kernel,
-            );
+            store_row(&acc, i * DN, DN, m0 + i, n0, pixels, bias, slopes, residual, output, &shape, kernel);
         }
     }
 }
@@ -722,8 +685,26 @@ fn conv_with_loads<R: Runtime, E: Element>(
         };
         // Without a residual the bias stands in (never read): `no` divides its length.
         let residual = residual.unwrap_or(&group.bias);
+        let shape = |first_pixel: usize| {
+            ConvShapeLaunch::new(
+                input.head_frames as u32,
+                out_frames as u32,
+                h as u32,
+                w as u32,
+                weights.cin as u32,
+                group.count as u32,
+                input.stride as u32,
+                output.stride as u32,
+                (output.offset + group.first) as u32,
+                residual_stride as u32,
+                (residual_offset + group.first) as u32,
+                slope,
+                scale,
+                first_pixel as u32,
+            )
+        };
         macro_rules! launch {
-            ($kernel:ident, $count:expr, $dim:expr $(, $extra:expr)*) => {
+            ($kernel:ident, $count:expr, $dim:expr, $first_pixel:expr) => {
                 // SAFETY: every read is bounds-checked against the sizes asserted above
                 // (frame table entries, strides, head/body/residual lengths); writes stay
                 // below `pixels × stride`, inside this group's channels. Vector loads and
@@ -743,20 +724,7 @@ fn conv_with_loads<R: Runtime, E: Element>(
                         group.slopes.arg(),
                         residual.vector_arg(no),
                         output.out.vector_arg(no),
-                        input.head_frames as u32,
-                        out_frames as u32,
-                        h as u32,
-                        w as u32,
-                        weights.cin as u32,
-                        group.count as u32,
-                        input.stride as u32,
-                        output.stride as u32,
-                        (output.offset + group.first) as u32,
-                        residual_stride as u32,
-                        (residual_offset + group.first) as u32,
-                        slope,
-                        scale,
-                        $($extra,)*
+                        shape($first_pixel),
                         kernel,
                     )
                 }
@@ -766,7 +734,8 @@ fn conv_with_loads<R: Runtime, E: Element>(
             Strategy::Tiled => launch!(
                 conv_kernel,
                 CubeCount::Static((pixels as u32).div_ceil(BM), (group.count as u32).div_ceil(BN), 1),
-                CubeDim::new_2d(THREADS, THREADS)
+                CubeDim::new_2d(THREADS, THREADS),
+                0
             ),
             Strategy::Direct => {
                 // Pixel groups beyond the grid's y limit go to further launches.
@@ -775,7 +744,7 @@ fn conv_with_loads<R: Runtime, E: Element>(
                 for first in (0..pixels).step_by(per_launch) {
                     let groups = ((pixels - first).min(per_launch) as u32).div_ceil(DM * 8);
                     let count = CubeCount::Static((group.count as u32).div_ceil(DN * 8), groups, 1);
-                    launch!(conv_direct_kernel, count, CubeDim::new_2d(8, 8), first as u32);
+                    launch!(conv_direct_kernel, count, CubeDim::new_2d(8, 8), first);
                 }
             }
         }
