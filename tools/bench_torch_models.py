@@ -197,6 +197,9 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
+    # f32 means f32, as on framestream's side: no TF32 tensor cores.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     {"ltx": ltx, "upscale": upscale}[args.model](args, device, DTYPES[args.dtype])
 
 

@@ -15,6 +15,7 @@
 set -euo pipefail
 part=${1:?conv, ltx or upscale}
 out=${2:-${OUT:-/tmp}}
+mkdir -p "$out"
 cd "$(dirname "$0")/.."
 
 # diffusers and spandrel (the `ltx` and `upscale` parts) are not on the machine: carried wheels.

@@ -126,7 +126,7 @@ struct ConvShape {
     residual_offset: u32,
     leaky_slope: f32,
     residual_scale: f32,
-    /// The first output pixel of this launch (the direct strategy splits large grids).
+    /// The first output pixel of this launch (large grids are split into several).
     first_pixel: u32,
 }
 
@@ -150,7 +150,7 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
     let tx = UNIT_POS_X;
     let ty = UNIT_POS_Y;
     let tid = ty * THREADS + tx;
-    let m0 = CUBE_POS_X * BM;
+    let m0 = shape.first_pixel + CUBE_POS_X * BM;
     let n0 = CUBE_POS_Y * BN;
 
     let mut a_tile = SharedMemory::<F>::new(comptime!((BK * BM) as usize));
@@ -591,12 +591,21 @@ pub fn conv<R: Runtime, E: Element>(
     padding: Padding,
     strategy: Strategy,
 ) {
-    conv_with_loads::<R, E>(client, weights, input, output, padding, strategy, MAX_LOAD);
+    let (max_x, max_y, _) = client.properties().hardware.max_cube_count;
+    let limits = Limits { max_load: MAX_LOAD, max_cubes: (max_x, max_y) };
+    conv_with_limits::<R, E>(client, weights, input, output, padding, strategy, limits);
 }
 
 /// Elements per vector load or store at most: 16 bytes of f32 (the widest load of most
 /// GPUs); the tiled staging maps one load per thread at this width.
 const MAX_LOAD: usize = 4;
+
+/// What one launch may use: the widest vector (≤ [`MAX_LOAD`]) and the grid's x and y sizes.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_load: usize,
+    max_cubes: (u32, u32),
+}
 
 /// The widest load of at most `max` elements the device has for `E` that divides every count.
 fn load_width<R: Runtime, E: Element>(client: &ComputeClient<R>, max: usize, counts: &[usize]) -> usize {
@@ -607,16 +616,17 @@ fn load_width<R: Runtime, E: Element>(client: &ComputeClient<R>, max: usize, cou
         .unwrap_or(1)
 }
 
-/// [`conv`] with loads of at most `max_load` elements (1 gives the scalar kernel).
-fn conv_with_loads<R: Runtime, E: Element>(
+/// [`conv`] within `limits` (a `max_load` of 1 gives the scalar kernel).
+fn conv_with_limits<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     weights: &ConvWeights,
     input: &ConvInput,
     output: &ConvOutput,
     padding: Padding,
     strategy: Strategy,
-    max_load: usize,
+    limits: Limits,
 ) {
+    assert!((1..=MAX_LOAD).contains(&limits.max_load), "loads of 1 to {MAX_LOAD} elements");
     assert!(weights.elem == TypeId::of::<E>(), "weights uploaded as another element type");
     let (h, w) = (input.height, input.width);
     let out_frames = input.table.len() + 1 - weights.kt;
@@ -662,18 +672,18 @@ fn conv_with_loads<R: Runtime, E: Element>(
     };
     // Pixels start at multiples of the stride, so a width dividing channels and stride keeps
     // every load aligned and wholly inside or outside the channels read.
-    let ni = load_width::<R, E>(client, max_load, &[weights.cin, input.stride]);
+    let ni = load_width::<R, E>(client, limits.max_load, &[weights.cin, input.stride]);
     let table = DeviceBuffer::from_u32(client, input.table);
-    // A buffer without frames is never read; one with frames stands in for it, as a binding
-    // must hold at least one vector.
-    let body = if input.body.len > 0 { input.body } else { input.head.unwrap_or(input.body) };
-    let head = input.head.filter(|h| h.len > 0).unwrap_or(body);
+    // A buffer without frames (shorter than one pixel, so than one vector) is never read;
+    // one with frames stands in for it, as a binding must hold at least one vector.
+    let body = if input.body.len >= ni { input.body } else { input.head.unwrap_or(input.body) };
+    let head = input.head.filter(|h| h.len >= ni).unwrap_or(body);
     for group in &weights.groups {
         let mut counts = vec![group.count, output.stride, output.offset + group.first];
         if residual.is_some() {
             counts.extend([residual_stride, residual_offset + group.first]);
         }
-        let no = load_width::<R, E>(client, max_load, &counts);
+        let no = load_width::<R, E>(client, limits.max_load, &counts);
         let kernel = ConvConfig {
             kt: weights.kt as u32,
             k: weights.k as u32,
@@ -730,17 +740,20 @@ fn conv_with_loads<R: Runtime, E: Element>(
                 }
             };
         }
+        // Pixel tiles beyond the grid's limit (x for the tiled strategy, y for the direct one)
+        // go to further launches.
+        let (max_x, max_y) = limits.max_cubes;
         match strategy {
-            Strategy::Tiled => launch!(
-                conv_kernel,
-                CubeCount::Static((pixels as u32).div_ceil(BM), (group.count as u32).div_ceil(BN), 1),
-                CubeDim::new_2d(THREADS, THREADS),
-                0
-            ),
+            Strategy::Tiled => {
+                let per_launch = max_x as usize * BM as usize;
+                for first in (0..pixels).step_by(per_launch) {
+                    let tiles = ((pixels - first).min(per_launch) as u32).div_ceil(BM);
+                    let count = CubeCount::Static(tiles, (group.count as u32).div_ceil(BN), 1);
+                    launch!(conv_kernel, count, CubeDim::new_2d(THREADS, THREADS), first);
+                }
+            }
             Strategy::Direct => {
-                // Pixel groups beyond the grid's y limit go to further launches.
-                let max_y = client.properties().hardware.max_cube_count.1 as usize;
-                let per_launch = max_y * (DM * 8) as usize;
+                let per_launch = max_y as usize * (DM * 8) as usize;
                 for first in (0..pixels).step_by(per_launch) {
                     let groups = ((pixels - first).min(per_launch) as u32).div_ceil(DM * 8);
                     let count = CubeCount::Static((group.count as u32).div_ceil(DN * 8), groups, 1);
@@ -836,46 +849,86 @@ mod tests {
     fn weight_groups_give_the_same_output() {
         let client = client();
         let mut rng = Rng::new(33);
-        let (cout, cin, h, w) = (70, 5, 4, 3);
+        let (cin, h, w) = (5, 4, 3);
+        // (cout, out stride, out offset, channels per group): scalar stores, and groups of 8
+        // storing vectors of 4.
+        for (cout, out_stride, offset, per_group) in [(70, 72, 1, 9), (72, 76, 4, 8)] {
+            let torch_weights = rng.vec_f32(cout * cin * 27, -0.5, 0.5);
+            let bias = rng.vec_f32(cout, -0.5, 0.5);
+            let slopes = rng.vec_f32(cout, 0.0, 0.5);
+            let x = DeviceBuffer::from_f32(&client, &rng.vec_f32(3 * h * w * cin, -1.0, 1.0));
+            let residual = DeviceBuffer::from_f32(&client, &rng.vec_f32(h * w * cout, -1.0, 1.0));
+            for strategy in [Strategy::Tiled, Strategy::Direct] {
+                let run = |limit: usize| {
+                    let weights = ConvWeights::upload_within::<_, f32>(
+                        &client,
+                        &torch_weights,
+                        Some(&bias),
+                        Some(&slopes),
+                        (cout, cin, 3, 3),
+                        limit,
+                    );
+                    let out = poisoned::<f32>(&client, h * w * out_stride);
+                    let input = ConvInput {
+                        head: None,
+                        head_frames: 0,
+                        body: &x,
+                        table: &[0, 1, 2],
+                        height: h,
+                        width: w,
+                        stride: cin,
+                    };
+                    let output = ConvOutput {
+                        out: &out,
+                        stride: out_stride,
+                        offset,
+                        activation: Activation::PRelu,
+                        residual: Some(Residual::dense(&residual, cout, 0.5)),
+                    };
+                    conv::<_, f32>(&client, &weights, &input, &output, Padding::Replicate, strategy);
+                    (weights.groups.len(), read_as_f32::<f32>(&client, out.handle))
+                };
+                let (one, whole) = run(usize::MAX);
+                let (many, grouped) = run(27 * cin * 4 * per_group);
+                assert_eq!((one, many), (1, cout.div_ceil(per_group)));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&whole), bits(&grouped), "{strategy:?}, {cout} channels at {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn grids_split_over_launches_give_the_same_output() {
+        let client = client();
+        let mut rng = Rng::new(37);
+        let (cin, cout, h, w) = (4, 8, 9, 23);
         let torch_weights = rng.vec_f32(cout * cin * 27, -0.5, 0.5);
-        let bias = rng.vec_f32(cout, -0.5, 0.5);
-        let slopes = rng.vec_f32(cout, 0.0, 0.5);
-        let x = DeviceBuffer::from_f32(&client, &rng.vec_f32(3 * h * w * cin, -1.0, 1.0));
-        let residual = DeviceBuffer::from_f32(&client, &rng.vec_f32(h * w * cout, -1.0, 1.0));
-        let run = |limit: usize| {
-            let weights = ConvWeights::upload_within::<_, f32>(
-                &client,
-                &torch_weights,
-                Some(&bias),
-                Some(&slopes),
-                (cout, cin, 3, 3),
-                limit,
-            );
-            let out = poisoned::<f32>(&client, h * w * (cout + 2));
-            let input = ConvInput {
-                head: None,
-                head_frames: 0,
-                body: &x,
-                table: &[0, 1, 2],
-                height: h,
-                width: w,
-                stride: cin,
-            };
-            let output = ConvOutput {
-                out: &out,
-                stride: cout + 2,
-                offset: 1,
-                activation: Activation::PRelu,
-                residual: Some(Residual::dense(&residual, cout, 0.5)),
-            };
-            conv::<_, f32>(&client, &weights, &input, &output, Padding::Replicate, Strategy::Direct);
-            (weights.groups.len(), read_as_f32::<f32>(&client, out.handle))
+        let weights = ConvWeights::upload::<_, f32>(&client, &torch_weights, None, None, (cout, cin, 3, 3));
+        let x = DeviceBuffer::from_f32(&client, &rng.vec_f32(4 * h * w * cin, -1.0, 1.0));
+        let input = ConvInput {
+            head: None,
+            head_frames: 0,
+            body: &x,
+            table: &[0, 0, 1, 2, 3, 3],
+            height: h,
+            width: w,
+            stride: cin,
         };
-        let (one, whole) = run(usize::MAX);
-        let (many, grouped) = run(27 * cin * 4 * 9);
-        assert_eq!((one, many), (1, 8));
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&whole), bits(&grouped));
+        for strategy in [Strategy::Tiled, Strategy::Direct] {
+            let run = |max_cubes: (u32, u32)| {
+                let out = poisoned::<f32>(&client, 4 * h * w * cout);
+                let output =
+                    ConvOutput { out: &out, stride: cout, offset: 0, activation: Activation::None, residual: None };
+                let limits = Limits { max_load: MAX_LOAD, max_cubes };
+                conv_with_limits::<_, f32>(&client, &weights, &input, &output, Padding::Zeros, strategy, limits);
+                read_as_f32::<f32>(&client, out.handle)
+            };
+            // 828 pixels: 13 tiles of 64 (tiled) or 13 groups of 64 (direct), 2 per launch.
+            let (whole, split) = (run((u32::MAX, u32::MAX)), run((2, 2)));
+            assert!(whole.iter().all(|v| !v.is_nan()), "{strategy:?}: every output written");
+            assert_eq!(bits(&whole), bits(&split), "{strategy:?}");
+        }
     }
 
     #[test]
@@ -917,7 +970,8 @@ mod tests {
                         activation: Activation::Silu,
                         residual: Some(Residual::dense(&residual, residual_stride, 0.5)),
                     };
-                    conv_with_loads::<_, f32>(&client, &weights, &input, &output, Padding::Reflect, strategy, max_load);
+                    let limits = Limits { max_load, max_cubes: (u32::MAX, u32::MAX) };
+                    conv_with_limits::<_, f32>(&client, &weights, &input, &output, Padding::Reflect, strategy, limits);
                     read_as_f32::<f32>(&client, out.handle)
                 };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
