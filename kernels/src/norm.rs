@@ -6,6 +6,7 @@
 //! shared memory, so results are reproducible.
 
 use cubecl::prelude::*;
+use cubecl::server::CubeCountSelection;
 
 use crate::{DeviceBuffer, Element};
 
@@ -46,7 +47,7 @@ fn pixel_norm_kernel<F: Float>(
     #[comptime] silu: bool,
 ) {
     let mut scratch = SharedMemory::<f32>::new(comptime!((LANES * PIXELS) as usize));
-    let pixel = CUBE_POS_X * PIXELS + UNIT_POS_Y;
+    let pixel = CUBE_POS as u32 * PIXELS + UNIT_POS_Y;
     let lane = UNIT_POS_X;
     let live = pixel < pixels;
     let base = (pixel * channels) as usize;
@@ -88,7 +89,7 @@ fn layer_norm_kernel<F: Float>(
     eps: f32,
 ) {
     let mut scratch = SharedMemory::<f32>::new(comptime!((LANES * PIXELS) as usize));
-    let pixel = CUBE_POS_X * PIXELS + UNIT_POS_Y;
+    let pixel = CUBE_POS as u32 * PIXELS + UNIT_POS_Y;
     let lane = UNIT_POS_X;
     let live = pixel < pixels;
     let base = (pixel * channels) as usize;
@@ -124,11 +125,11 @@ fn layer_norm_kernel<F: Float>(
     }
 }
 
-fn grid(pixels: usize) -> (CubeCount, CubeDim) {
-    (
-        CubeCount::Static((pixels as u32).div_ceil(PIXELS), 1, 1),
-        CubeDim::new_2d(LANES, PIXELS),
-    )
+/// Cubes of PIXELS pixels, spread over the grid's axes (one axis holds 65535 cubes on most
+/// devices, 524,280 pixels); the extra cubes of the spread find no pixel.
+fn grid<R: Runtime>(client: &ComputeClient<R>, pixels: usize) -> (CubeCount, CubeDim) {
+    let cubes = u32::try_from(pixels.div_ceil(PIXELS as usize)).expect("fewer than 2^32 cubes");
+    (CubeCountSelection::new(client, cubes).cube_count(), CubeDim::new_2d(LANES, PIXELS))
 }
 
 /// `x / sqrt(mean_c x² + 1e-8)` per pixel, then with `ada = (1 + scale, shift)` per channel
@@ -150,7 +151,7 @@ pub fn pixel_norm<R: Runtime, E: Element>(
         return;
     }
     let (scale, shift) = ada.unwrap_or((input, input));
-    let (count, dim) = grid(pixels);
+    let (count, dim) = grid(client, pixels);
     // SAFETY: lanes read and write channels below `channels` of pixels below `pixels`.
     unsafe {
         pixel_norm_kernel::launch_unchecked::<E, R>(
@@ -184,7 +185,7 @@ pub fn layer_norm<R: Runtime, E: Element>(
     if pixels == 0 {
         return;
     }
-    let (count, dim) = grid(pixels);
+    let (count, dim) = grid(client, pixels);
     // SAFETY: as for `pixel_norm`.
     unsafe {
         layer_norm_kernel::launch_unchecked::<E, R>(
@@ -263,6 +264,26 @@ mod tests {
         if has_f16() {
             layer_norm_check::<half::f16>(1e-2);
         }
+    }
+
+    #[test]
+    fn more_pixels_than_one_grid_axis_holds() {
+        // 600,000 pixels are 75,000 cubes, over the 65,535 one axis holds on most devices.
+        let client = client();
+        let mut rng = Rng::new(53);
+        let (pixels, channels) = (600_000, 4);
+        let data = rng.vec_f32(pixels * channels, -3.0, 3.0);
+        let input = DeviceBuffer::from_f32(&client, &data);
+        let out = poisoned::<f32>(&client, data.len());
+        pixel_norm::<_, f32>(&client, &input, (pixels, channels), None, false, &out);
+        let want = pixel_norm_reference(&data, channels, None, false);
+        assert_close(&read_as_f32::<f32>(&client, out.handle), &want, 1e-5, "pixel norm");
+        let (weight, bias) = ([1.0; 4], [0.0; 4]);
+        let (w, b) = (DeviceBuffer::from_f32(&client, &weight), DeviceBuffer::from_f32(&client, &bias));
+        let out = poisoned::<f32>(&client, data.len());
+        layer_norm::<_, f32>(&client, &input, (pixels, channels), (&w, &b), 1e-6, &out);
+        let want = layer_norm_reference(&data, channels, &weight, &bias, 1e-6);
+        assert_close(&read_as_f32::<f32>(&client, out.handle), &want, 1e-5, "layer norm");
     }
 
     fn pixel_norm_check<E: Element>(tolerance: f64) {
