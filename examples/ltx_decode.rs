@@ -196,20 +196,13 @@ fn main() {
     let (mut rss, mut device_peaks) = (Vec::new(), Vec::new());
     for &t in &args.frames {
         let v = common::run_child(&[
-            "--latent".into(),
-            args.latent.to_string(),
-            "--frames".into(),
-            t.to_string(),
-            "--chunk-frames".into(),
-            args.chunk_frames.to_string(),
-            "--layers".into(),
-            args.layers.to_string(),
-            "--base".into(),
-            args.base.to_string(),
-            "--piece-kib".into(),
-            args.piece_kib.to_string(),
-            "--precision".into(),
-            args.precision.to_string(),
+            ("--latent", args.latent.to_string()),
+            ("--frames", t.to_string()),
+            ("--chunk-frames", args.chunk_frames.to_string()),
+            ("--layers", args.layers.to_string()),
+            ("--base", args.base.to_string()),
+            ("--piece-kib", args.piece_kib.to_string()),
+            ("--precision", args.precision.to_string()),
         ]);
         let video = (config.frames(t) * h * w * factor * factor * 3 * 4) as f64;
         println!(

@@ -146,12 +146,9 @@ fn main() {
     let mut peaks = Vec::new();
     for &frames in &args.frames {
         let v = common::run_child(&[
-            "--size".into(),
-            args.size.to_string(),
-            "--frames".into(),
-            frames.to_string(),
-            "--chunk-frames".into(),
-            args.chunk_frames.to_string(),
+            ("--size", args.size.to_string()),
+            ("--frames", frames.to_string()),
+            ("--chunk-frames", args.chunk_frames.to_string()),
         ]);
         let whole = frames as f64 * (w * h * 3 * 4) as f64 / (1 << 20) as f64;
         println!(

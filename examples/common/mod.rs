@@ -41,12 +41,12 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs this example again with `--child` and `args`; returns the numbers the child printed
-/// on stdout. Exits with the child's stderr when it fails.
-pub fn run_child(args: &[String]) -> Vec<f64> {
+/// Runs this example again with `--child` and the `(flag, value)` pairs; returns the numbers
+/// the child printed on stdout. Exits with the child's stderr when it fails.
+pub fn run_child(flags: &[(&str, String)]) -> Vec<f64> {
     let out = Command::new(std::env::current_exe().expect("the example's path"))
         .arg("--child")
-        .args(args)
+        .args(flags.iter().flat_map(|(flag, value)| [*flag, value.as_str()]))
         .output()
         .expect("run the child");
     if !out.status.success() {
