@@ -1,11 +1,16 @@
-//! Memory and speed of the streaming LTX-Video VAE decode, for several latent lengths.
+//! Memory and speed of the streaming LTX VAE decode, for several latent lengths.
 //!
-//! `cargo run --release --example ltx_decode [-- --latent 2x2 --frames 5,17,33 --chunk-frames 8
-//!  --layers 5 --base 128 --piece-kib 16 --precision f32]`
+//! `cargo run --release --example ltx_decode [-- --layout 2.3 --latent 2x2 --frames 5,17,33
+//!  --chunk-frames 8 --layers 5 --base 128 --piece-kib 16 --precision f32]`
 //!
-//! The decoder has the 0.9.5+ architecture (base 128: conv_in 128→1024, four Mid blocks of
-//! `--layers` resblocks at 1024/512/256/128 channels, three residual upsamplers) with random
-//! bf16 weights built in memory, so nothing is downloaded. Each length runs in a fresh child
+//! The decoder has a released architecture with random bf16 weights built in memory, so
+//! nothing is downloaded: `--layout 0.9.5` (the default; base 128: conv_in 128→1024, four Mid
+//! blocks of `--layers` resblocks at 1024/512/256/128 channels, three residual upsamplers and
+//! timestep conditioning), `2.0` (the same graph without conditioning) or `2.3` (its own
+//! depths, 2/2/4/6/4 resblocks at 1024/512/512/256/128 channels, spatiotemporal, temporal and
+//! spatial upsamplers; `--layers` does not apply). The line under the table gives the state
+//! the decode carries between chunks (`LtxConfig::carried_state`) at this latent and for a
+//! 1280×704 video (a 40×22 latent). Each length runs in a fresh child
 //! process so its peak RSS (VmHWM) is its own (each first decodes one latent frame, untimed,
 //! to upload the weights and compile the kernels); on lavapipe device memory is host memory, so
 //! the RSS includes the weights and the device's buffers. "Decode stream" memory is the
@@ -25,6 +30,7 @@ use framestream::prelude::*;
 use futures::StreamExt;
 
 struct Args {
+    layout: String,
     latent: FrameSize,
     frames: Vec<usize>,
     chunk_frames: usize,
@@ -37,6 +43,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut args = Args {
+        layout: "0.9.5".into(),
         latent: "2x2".parse().unwrap(),
         frames: vec![5, 17, 33],
         chunk_frames: 8,
@@ -48,6 +55,7 @@ fn parse_args() -> Args {
     };
     common::parse_flags(|flag, value| {
         match flag {
+            "--layout" => args.layout = value(),
             "--latent" => args.latent = common::parsed(flag, &value()),
             "--frames" => args.frames = common::list(flag, &value()),
             "--chunk-frames" => args.chunk_frames = common::parsed(flag, &value()),
@@ -64,13 +72,25 @@ fn parse_args() -> Args {
 }
 
 fn config(args: &Args) -> serde_json::Value {
-    let mid = serde_json::json!(["res_x", { "num_layers": args.layers, "inject_noise": false }]);
-    let up = serde_json::json!(["compress_all", { "residual": true, "multiplier": 2 }]);
-    serde_json::json!({
+    use serde_json::json;
+    let mid = |layers: usize| json!(["res_x", { "num_layers": layers, "inject_noise": false }]);
+    let up = |kind: &str, multiplier: usize, residual: bool| json!([kind, { "residual": residual, "multiplier": multiplier }]);
+    let (blocks, conditioned) = match args.layout.as_str() {
+        "0.9.5" | "2.0" => {
+            let (m, u) = (mid(args.layers), up("compress_all", 2, true));
+            (json!([m, u, m, u, m, u, m]), args.layout == "0.9.5")
+        }
+        "2.3" => (
+            json!([mid(4), up("compress_space", 2, false), mid(6), up("compress_time", 2, false), mid(4),
+                up("compress_all", 1, false), mid(2), up("compress_all", 2, false), mid(2)]),
+            false,
+        ),
+        other => panic!("--layout {other}: 0.9.5, 2.0 or 2.3"),
+    };
+    json!({
         "_class_name": "CausalVideoAutoencoder", "dims": 3, "out_channels": 3, "latent_channels": 128,
-        "norm_layer": "pixel_norm", "patch_size": 4, "causal_decoder": false, "timestep_conditioning": true,
-        "decoder_base_channels": args.base, "spatial_padding_mode": "zeros",
-        "decoder_blocks": [mid, up, mid, up, mid, up, mid],
+        "norm_layer": "pixel_norm", "patch_size": 4, "causal_decoder": false, "timestep_conditioning": conditioned,
+        "decoder_base_channels": args.base, "spatial_padding_mode": "zeros", "decoder_blocks": blocks,
     })
 }
 
@@ -156,10 +176,11 @@ fn whole_sequence_peak(config: &framestream::model::ltx::LtxConfig, t: usize, (h
     let mut peak = frames * pixels * config.width();
     for block in &config.blocks {
         match *block {
-            Block::Upsample { cin, reduction, .. } => {
-                peak = peak.max(frames * pixels * 8 * cin / reduction);
-                frames = 2 * frames - 1;
-                pixels *= 4;
+            Block::Upsample { cin, axes, reduction, .. } => {
+                let (st, sh, sw) = axes.stride();
+                peak = peak.max(frames * pixels * axes.factor() * cin / reduction);
+                frames = st * frames - (st - 1);
+                pixels *= sh * sw;
             }
             b => peak = peak.max(frames * pixels * b.out_channels()),
         }
@@ -174,11 +195,13 @@ fn main() {
     let config = framestream::model::ltx::LtxConfig::from_official(&config(&args)).expect("config");
     let (h, w) = (args.latent.height, args.latent.width);
     let factor = config.spatial_factor();
+    let depth = if args.layout == "2.3" { String::new() } else { format!(", {} resblocks per level", args.layers) };
     println!(
-        "LTX-Video 0.9.5+ decoder, base {} ({} resblocks per level), random bf16 weights; latent {w}x{h} -> {}x{}; \
+        "{} decoder ({} parameters, base {}{depth}), random bf16 weights; latent {w}x{h} -> {}x{}; \
          chunks of {}, pieces of {} KiB, activations in {}",
+        config.version(),
+        config.parameters(),
         args.base,
-        args.layers,
         w * factor,
         h * factor,
         args.chunk_frames,
@@ -196,6 +219,7 @@ fn main() {
     let (mut rss, mut device_peaks) = (Vec::new(), Vec::new());
     for &t in &args.frames {
         let v = common::run_child(&[
+            ("--layout", args.layout.clone()),
             ("--latent", args.latent.to_string()),
             ("--frames", t.to_string()),
             ("--chunk-frames", args.chunk_frames.to_string()),
@@ -222,4 +246,12 @@ fn main() {
     println!();
     println!("peak RSS spread: {:.1} %, decode stream reserved spread: {:.1} % (target < 10 %)", common::spread_percent(&rss),
         common::spread_percent(&device_peaks));
+    let element = if args.precision == framestream::model::ltx::Precision::F32 { 4 } else { 2 };
+    let carried = |hw: (usize, usize)| (config.carried_state(hw) * element) as f64;
+    println!(
+        "carried state in {}: {:.1} MiB at this latent, {:.2} GiB at 1280x704 (latent 40x22)",
+        args.precision,
+        mib(carried((h, w))),
+        carried((22, 40)) / (1u64 << 30) as f64
+    );
 }

@@ -50,6 +50,9 @@ pub enum EventKind {
     /// The stage changed course to keep going (e.g. smaller tiles after exceeding the memory
     /// budget).
     Retry { reason: String },
+    /// What the stage recognised or will produce, for people (e.g. the model a decoder
+    /// loaded and the frame size it decodes to), sent before its first frame.
+    Info { message: String },
     /// The stage delivered its last frame.
     Finished,
     /// The stage failed; nothing follows.

@@ -4,10 +4,12 @@
     python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype bf16
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16
 
-`ltx`: diffusers' `AutoencoderKLLTXVideo` decoder with the 0.9.5+ layout the `ltx_decode`
-example builds (conv_in 128→1024, four levels of `--layers` resblocks at 1024/512/256/128
-channels, three residual depth-to-space upsamplers, timestep conditioning), random weights,
-decode timestep 0.05. It decodes the whole latent at once (diffusers' default) and, with
+`ltx`: the decoder of the layout the `ltx_decode` example builds (`--layout`, random weights):
+`0.9.5` is diffusers' `AutoencoderKLLTXVideo` (conv_in 128→1024, four levels of `--layers`
+resblocks at 1024/512/256/128 channels, three residual depth-to-space upsamplers, timestep
+conditioning, decode timestep 0.05); `2.0` and `2.3` are `AutoencoderKLLTX2Video` with the
+released LTX-2.0 and LTX-2.3 decoder configs (no conditioning; 2.3 with its temporal and
+spatial upsamplers). It decodes the whole latent at once (diffusers' default) and, with
 `--tiled`, through diffusers' own temporal/spatial tiling. `upscale`: SRVGGNetCompact K16 and
 K32 and RRDBNet ×4 (`--rrdb-blocks`) loaded through spandrel's `ModelLoader` from random state
 dicts in the Real-ESRGAN layout, on whole frames, chunks of `--frames`.
@@ -58,37 +60,74 @@ def randomize(module, seed):
                 p.zero_()
 
 
+def ltx_vae(args):
+    """The diffusers model of `--layout`, and the decode timestep it takes (None without one)."""
+    layers = args.layers
+    if args.layout == "0.9.5":
+        from diffusers import AutoencoderKLLTXVideo
+
+        return AutoencoderKLLTXVideo(
+            latent_channels=128,
+            decoder_block_out_channels=(256, 512, 1024),
+            decoder_layers_per_block=(layers,) * 4,
+            decoder_spatio_temporal_scaling=(True, True, True),
+            decoder_inject_noise=(False,) * 4,
+            upsample_residual=(True, True, True),
+            upsample_factor=(2, 2, 2),
+            timestep_conditioning=True,
+        ), 0.05
+    from diffusers import AutoencoderKLLTX2Video
+
+    if args.layout == "2.0":
+        decoder = dict(
+            decoder_block_out_channels=(256, 512, 1024),
+            decoder_layers_per_block=(layers,) * 4,
+            upsample_type=("spatiotemporal",) * 3,
+            upsample_residual=(True,) * 3,
+            upsample_factor=(2, 2, 2),
+            decoder_spatial_padding_mode="zeros",
+        )
+    else:
+        decoder = dict(
+            decoder_block_out_channels=(256, 512, 512, 1024),
+            decoder_layers_per_block=(4, 6, 4, 2, 2),
+            upsample_type=("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
+            upsample_residual=(False,) * 4,
+            upsample_factor=(2, 2, 1, 2),
+            decoder_spatial_padding_mode="zeros",
+        )
+    n = len(decoder["decoder_block_out_channels"])
+    return AutoencoderKLLTX2Video(
+        latent_channels=128,
+        decoder_spatio_temporal_scaling=(True,) * n,
+        decoder_inject_noise=(False,) * (n + 1),
+        decoder_causal=False,
+        timestep_conditioning=False,
+        **decoder,
+    ), None
+
+
 def ltx(args, device, dtype):
-    from diffusers import AutoencoderKLLTXVideo
     from diffusers.utils import logging
 
     logging.set_verbosity_error()
 
-    layers = args.layers
-    vae = AutoencoderKLLTXVideo(
-        latent_channels=128,
-        decoder_block_out_channels=(256, 512, 1024),
-        decoder_layers_per_block=(layers,) * 4,
-        decoder_spatio_temporal_scaling=(True, True, True),
-        decoder_inject_noise=(False,) * 4,
-        upsample_residual=(True, True, True),
-        upsample_factor=(2, 2, 2),
-        timestep_conditioning=True,
-    ).eval()
+    vae, timestep = ltx_vae(args)
+    vae = vae.eval()
     randomize(vae.decoder, 11)
     decoder_params = sum(p.numel() for p in vae.decoder.parameters())
     vae = vae.to(device=device, dtype=dtype)
     if args.tiled:
         vae.enable_tiling()
     w, h = size(args.latent)
-    print(f"diffusers AutoencoderKLLTXVideo decoder ({decoder_params} parameters), {args.dtype}, "
+    print(f"diffusers {type(vae).__name__} decoder, layout {args.layout} ({decoder_params} parameters), {args.dtype}, "
           f"latent {w}x{h} -> {32 * w}x{32 * h}, {'tiled' if args.tiled else 'whole latent'}, "
           f"torch {torch.__version__} on {device_name(device)}")
     print()
     print("| latent frames | frames | time (s) | frames/s | peak allocated (MiB) |")
     print("|---:|---:|---:|---:|---:|")
     gen = torch.Generator().manual_seed(7)
-    temb = torch.tensor([0.05], device=device, dtype=dtype)
+    temb = None if timestep is None else torch.tensor([timestep], device=device, dtype=dtype)
     with torch.no_grad():
         warm = torch.rand(1, 128, 1, h, w, generator=gen).to(device=device, dtype=dtype)
         vae.decode(warm, temb=temb)
@@ -185,6 +224,7 @@ def main():
     p = sub.add_parser("ltx")
     p.add_argument("--latent", default="24x16")
     p.add_argument("--frames", default="5,17")
+    p.add_argument("--layout", default="0.9.5", choices=["0.9.5", "2.0", "2.3"])
     p.add_argument("--layers", type=int, default=5)
     p.add_argument("--tiled", action="store_true")
     p = sub.add_parser("upscale")

@@ -9,11 +9,11 @@
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers importlib_metadata spandrel
 #   (.gpu/ and .whl/ are git-ignored; a lent-device run carries them)
 # There, from the repository root, with .gpu/ and .whl/ beside it:
-#   bash tools/gpu_bench.sh conv|ltx|upscale [OUT_DIR]
+#   bash tools/gpu_bench.sh conv|ltx|ltx23|upscale [OUT_DIR]
 # Each part prints framestream's table, then PyTorch's on the same shapes, and is meant to fit one
 # ten-minute device command (not yet run: no GPU has been lent to this project so far).
 set -euo pipefail
-part=${1:?conv, ltx or upscale}
+part=${1:?conv, ltx, ltx23 or upscale}
 out=${2:-${OUT:-/tmp}}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
@@ -40,18 +40,20 @@ case $part in
       .gpu/kernel_bench --suite conv --dtype "$dtype" --strategy tiled | tee "$out/conv-$dtype.md"
       python3 tools/bench_torch_conv.py --dtype "$dtype" | tee "$out/conv-torch-$dtype.md"
     done ;;
-  ltx)
+  ltx|ltx23)
+    # The 0.9.5+ layout (timestep-conditioned) or LTX-2.3's (temporal and spatial upsamplers).
+    layout=$([[ $part == ltx ]] && echo 0.9.5 || echo 2.3)
     for precision in f32 bf16; do
-      .gpu/ltx_decode --latent 24x16 --frames 5,17 --piece-kib 16384 --precision "$precision" \
-        | tee "$out/ltx-$precision.md"
-      python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype "$precision" \
-        | tee "$out/ltx-torch-$precision.md"
+      .gpu/ltx_decode --layout "$layout" --latent 24x16 --frames 5,17 --piece-kib 16384 \
+        --precision "$precision" | tee "$out/ltx-$layout-$precision.md"
+      python3 tools/bench_torch_models.py ltx --layout "$layout" --latent 24x16 --frames 5,17 \
+        --dtype "$precision" | tee "$out/ltx-$layout-torch-$precision.md"
     done
-    python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype bf16 --tiled \
-      | tee "$out/ltx-torch-bf16-tiled.md" ;;
+    python3 tools/bench_torch_models.py ltx --layout "$layout" --latent 24x16 --frames 5,17 --dtype bf16 --tiled \
+      | tee "$out/ltx-$layout-torch-bf16-tiled.md" ;;
   upscale)
     .gpu/upscale --size 1280x720 --frames 4 --rrdb-blocks 23 | tee "$out/upscale.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f32 | tee "$out/upscale-torch-f32.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16 | tee "$out/upscale-torch-f16.md" ;;
-  *) echo "unknown part $part (conv, ltx or upscale)" >&2; exit 2 ;;
+  *) echo "unknown part $part (conv, ltx, ltx23 or upscale)" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 //! Moves between space, time and channels, on channel-last frames `[frame, y, x, channel]`:
-//! 3-D depth-to-space (with the first-frame drop and the residual channel repeat of the LTX
-//! upsampler), LTX unpatchify, 2-D pixel shuffle and unshuffle, nearest upsampling.
+//! 3-D depth-to-space of any stride (with the first-frame drop and the residual channel repeat
+//! of the LTX upsamplers), LTX unpatchify, 2-D pixel shuffle and unshuffle, nearest upsampling.
 //!
 //! One thread per output value; every output is written exactly once.
 
@@ -12,9 +12,10 @@ use crate::launch::{cube_count, cube_dim};
 /// The layouts, as one kernel's compile-time switch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
-    /// `U[2t+a, 2y+b, 2x+d, c] = X[t, y, x, 8(c mod C/8) + 4a + 2b + d]`, frame 0 dropped when
-    /// `drop_first`; output channels `C/8 · repeat`.
-    DepthToSpace3d { drop_first: bool },
+    /// With stride `(st, sh, sw)` and `S = st·sh·sw`:
+    /// `U[st·t+a, sh·y+b, sw·x+d, c] = X[t, y, x, S(c mod C/S) + a·sh·sw + b·sw + d]`, frame 0
+    /// dropped when `drop_first`; output channels `C/S · repeat`.
+    DepthToSpace3d { drop_first: bool, st: u32, sh: u32, sw: u32 },
     /// `out[t, 4i+q, 4j+r, c] = y[t, i, j, 16c + 4r + q]`, optionally `clamp((v+1)/2, 0, 1)`.
     Unpatchify { to_unit: bool },
     /// `out[y·s+i, x·s+j, c] = in[y, x, c·s² + i·s + j]`.
@@ -52,11 +53,13 @@ fn layout_kernel<F: Float>(
         let t = (rest / out_h as usize) as u32;
         let mut src = 0usize;
         match comptime!(op) {
-            Op::DepthToSpace3d { drop_first } => {
+            Op::DepthToSpace3d { drop_first, st, sh, sw } => {
                 let tt = t + comptime!(if drop_first { 1u32 } else { 0u32 });
-                let digit = 4 * (tt % 2) + 2 * (y % 2) + x % 2;
-                let ci = 8 * (c % (in_c / 8)) + digit;
-                src = (((tt / 2) * in_h + y / 2) * in_w + x / 2) as usize * in_c as usize + ci as usize;
+                let digit = comptime!(sh * sw) * (tt % comptime!(st)) + comptime!(sw) * (y % comptime!(sh)) + x % comptime!(sw);
+                let s = comptime!(st * sh * sw);
+                let ci = s * (c % (in_c / s)) + digit;
+                let (ty, tx) = (y / comptime!(sh), x / comptime!(sw));
+                src = ((tt / comptime!(st) * in_h + ty) * in_w + tx) as usize * in_c as usize + ci as usize;
             }
             Op::Unpatchify { .. } => {
                 let ci = c * factor * factor + factor * (x % factor) + y % factor;
@@ -126,22 +129,30 @@ fn launch<R: Runtime, E: Element>(
     }
 }
 
-/// 2×2×2 depth-to-space of `frames` frames `[frames, h, w, c]` (c a multiple of 8), channels
-/// tiled `repeat` times (the LTX residual path; 1 for the convolution path), frame 0 dropped
-/// when `drop_first`. Output `[2·frames − drop, 2h, 2w, c/8 · repeat]`.
+/// Depth-to-space with stride `(st, sh, sw)` (each 1 or 2) of `frames` frames
+/// `[frames, h, w, c]`, `c` a multiple of `S = st·sh·sw`: channel `S·c' + a·sh·sw + b·sw + d`
+/// moves to frame `st·t + a`, row `sh·y + b`, column `sw·x + d` of channel `c'` (the time digit
+/// outermost, as LTX's upsamplers shuffle). The `c/S` channels are tiled `repeat` times (the
+/// LTX residual path; 1 for the convolution path) and frame 0 is dropped when `drop_first`.
+/// Output `[st·frames − drop, sh·h, sw·w, c/S · repeat]`.
+#[allow(clippy::too_many_arguments)]
 pub fn depth_to_space_3d<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (frames, h, w, c): (usize, usize, usize, usize),
+    (st, sh, sw): (usize, usize, usize),
     repeat: usize,
     drop_first: bool,
     out: &DeviceBuffer,
 ) {
-    assert!(c % 8 == 0 && c > 0, "depth-to-space needs a multiple of 8 channels");
+    assert!([st, sh, sw].iter().all(|s| (1..=2).contains(s)), "depth-to-space strides are 1 or 2");
+    let s = st * sh * sw;
+    assert!(c % s == 0 && c > 0, "depth-to-space needs a multiple of {s} channels");
     assert_eq!(input.len, frames * h * w * c, "depth-to-space input size");
-    let out_frames = (2 * frames).saturating_sub(usize::from(drop_first));
-    let shape = (out_frames, 2 * h, 2 * w, c / 8 * repeat);
-    launch::<R, E>(client, input, (h, w, c), out, shape, 1, Op::DepthToSpace3d { drop_first });
+    let out_frames = (st * frames).saturating_sub(usize::from(drop_first));
+    let shape = (out_frames, sh * h, sw * w, c / s * repeat);
+    let op = Op::DepthToSpace3d { drop_first, st: st as u32, sh: sh as u32, sw: sw as u32 };
+    launch::<R, E>(client, input, (h, w, c), out, shape, 1, op);
 }
 
 /// LTX unpatchify (patch p): `[frames, h, w, c·p²]` → `[frames, p·h, p·w, c]` with
@@ -278,24 +289,27 @@ pub mod reference {
     pub fn depth_to_space_3d(
         x: &[f32],
         (frames, h, w, c): (usize, usize, usize, usize),
+        (st, sh, sw): (usize, usize, usize),
         repeat: usize,
         drop_first: bool,
     ) -> Vec<f32> {
-        let c8 = c / 8;
-        let out_c = c8 * repeat;
-        // U[c', 2t+a, 2y+b, 2x+d] = X[8c'+4a+2b+d, t, y, x], then tile and drop.
-        let mut full = vec![0.0; 2 * frames * 4 * h * w * out_c];
+        let s = st * sh * sw;
+        let cs = c / s;
+        let out_c = cs * repeat;
+        let (oh, ow) = (sh * h, sw * w);
+        // U[c', st·t+a, sh·y+b, sw·x+d] = X[S·c' + a·sh·sw + b·sw + d, t, y, x], then tile and drop.
+        let mut full = vec![0.0; st * frames * oh * ow * out_c];
         for t in 0..frames {
             for y in 0..h {
                 for xx in 0..w {
-                    for cc in 0..c8 {
-                        for a in 0..2 {
-                            for b in 0..2 {
-                                for d in 0..2 {
-                                    let v = at(x, (h, w, c), t, y, xx, 8 * cc + 4 * a + 2 * b + d);
+                    for cc in 0..cs {
+                        for a in 0..st {
+                            for b in 0..sh {
+                                for d in 0..sw {
+                                    let v = at(x, (h, w, c), t, y, xx, s * cc + a * sh * sw + b * sw + d);
                                     for r in 0..repeat {
-                                        let (ot, oy, ox) = (2 * t + a, 2 * y + b, 2 * xx + d);
-                                        full[((ot * 2 * h + oy) * 2 * w + ox) * out_c + r * c8 + cc] = v;
+                                        let (ot, oy, ox) = (st * t + a, sh * y + b, sw * xx + d);
+                                        full[((ot * oh + oy) * ow + ox) * out_c + r * cs + cc] = v;
                                     }
                                 }
                             }
@@ -304,8 +318,8 @@ pub mod reference {
                 }
             }
         }
-        let skip = if drop_first { 4 * h * w * out_c } else { 0 };
-        full[skip..].to_vec()
+        let skip = if drop_first { oh * ow * out_c } else { 0 };
+        full[skip.min(full.len())..].to_vec()
     }
 
     pub fn unpatchify(
@@ -447,17 +461,21 @@ mod tests {
         let mut rng = Rng::new(61);
         for case in 0..6 {
             let (n, h, w) = (rng.range(1, 3), rng.range(1, 5), rng.range(1, 5));
-            // Depth-to-space, conv path (repeat 1) and residual path (repeat 4), with and
-            // without the first-frame drop.
-            let c = 8 * rng.range(1, 3);
+            // Depth-to-space of every LTX stride, conv path (repeat 1) and residual path
+            // (channels tiled), with and without the first-frame drop.
+            let stride = [(2, 2, 2), (2, 1, 1), (1, 2, 2), (1, 1, 2), (2, 2, 1), (2, 2, 2)][case];
+            let s = stride.0 * stride.1 * stride.2;
+            let c = s * rng.range(1, 4);
             let x = rounded::<E>(rng.vec_f32(n * h * w * c, -1.0, 1.0));
             let input = upload(&x);
-            for (repeat, drop_first) in [(1, false), (1, true), (4, true)] {
-                let out_frames = 2 * n - usize::from(drop_first);
-                let out = poisoned::<E>(&client, out_frames * 4 * h * w * c / 8 * repeat);
-                depth_to_space_3d::<_, E>(&client, &input, (n, h, w, c), repeat, drop_first, &out);
-                let want = reference::depth_to_space_3d(&x, (n, h, w, c), repeat, drop_first);
-                check(read(&out), want, &format!("case {case}: d2s r{repeat} {drop_first}"));
+            // Only temporal strides drop a frame (then there are at least two).
+            let temporal = stride.0 == 2;
+            for (repeat, drop_first) in [(1, false), (1, temporal), (s, false), (s / 2, temporal)] {
+                let out_frames = (stride.0 * n).saturating_sub(usize::from(drop_first));
+                let out = poisoned::<E>(&client, out_frames * stride.1 * h * stride.2 * w * c / s * repeat);
+                depth_to_space_3d::<_, E>(&client, &input, (n, h, w, c), stride, repeat, drop_first, &out);
+                let want = reference::depth_to_space_3d(&x, (n, h, w, c), stride, repeat, drop_first);
+                check(read(&out), want, &format!("case {case}: d2s {stride:?} r{repeat} {drop_first}"));
             }
             // Unpatchify: LTX's patch 4 with RGB, and other patches and channel counts.
             let (p, oc) = [(4, 3), (2, 1), (1, 3), (4, 4), (3, 3), (4, 3)][case];

@@ -1,4 +1,5 @@
-//! `LtxVaeDecode`: an LTX-Video latent decoded into frames chunk by chunk.
+//! `LtxVaeDecode`: a latent of the LTX family (LTX-Video 0.9.x, LTX-2.0, LTX-2.3) decoded into
+//! frames chunk by chunk.
 
 use std::any::TypeId;
 use std::sync::Arc;
@@ -12,11 +13,15 @@ use crate::error::{Error, Result};
 use crate::model::ltx::{DecodeParams, Decoder, Latent, LtxVae, Precision};
 use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
 
-/// Frames of an LTX-Video latent: `8·(T−1)+1` frames of `32h × 32w` for a released decoder,
-/// values in [0, 1]. Memory stays the decoder's carried state plus about one piece per level
-/// whatever the length. Decode noise and 0.9.1's injected noise come from a counter-based
-/// generator keyed by the seed and absolute positions: every chunking and every replay of a
-/// seed give the same frames.
+/// Frames of an LTX latent: `8·(T−1)+1` frames of `32h × 32w` for every released decoder
+/// (the factors follow the decoder's upsamplers), values in [0, 1]. Memory stays the
+/// decoder's carried state plus about one piece per level whatever the length. Decode noise
+/// and 0.9.1's injected noise come from a counter-based generator keyed by the seed and
+/// absolute positions: every chunking and every replay of a seed give the same frames.
+/// LTX-2.x decoders take no timestep and no noise: their decode is deterministic.
+///
+/// Opening the stream sends an [`EventKind::Info`](crate::EventKind::Info) with
+/// [`description`](Self::description).
 #[derive(Clone, Debug)]
 pub struct LtxVaeDecode {
     vae: LtxVae,
@@ -98,6 +103,25 @@ impl LtxVaeDecode {
         self
     }
 
+    /// The decoder recognised and the geometry it decodes to, e.g. "LTX-2.3 VAE, 407 M
+    /// parameters, zeros padding: 126 latent frames of 40×22 → 1001 frames of 1280×704
+    /// (32× the latent: requests of 1280–1311 × 704–735 pixels come out 1280×704)".
+    pub fn description(&self) -> String {
+        let config = self.vae.config();
+        let factor = config.spatial_factor();
+        let (h, w) = (self.latent.height(), self.latent.width());
+        let (ph, pw) = (h * factor, w * factor);
+        format!(
+            "{}: {} latent frames of {w}×{h} → {} frames of {pw}×{ph} ({factor}× the latent: requests \
+             of {pw}–{} × {ph}–{} pixels come out {pw}×{ph})",
+            self.vae.description(),
+            self.latent.frames(),
+            config.frames(self.latent.frames()),
+            pw + factor - 1,
+            ph + factor - 1,
+        )
+    }
+
     fn check(&self) -> Result<()> {
         if !(self.timestep.is_finite() && self.timestep >= 0.0) {
             return Err(Error::config(format!("decode timestep {} (expected ≥ 0)", self.timestep)));
@@ -140,6 +164,7 @@ impl Source for LtxVaeDecode {
         let (vae, latent) = (self.vae.clone(), self.latent.clone());
         let device = request.device().clone();
         let chunk = request.chunk_frames();
+        request.emit(crate::EventKind::Info { message: self.description() });
         match self.precision {
             Precision::F32 => decode::<f32>(vae, latent, device, params, chunk),
             Precision::F16 => decode::<half::f16>(vae, latent, device, params, chunk),

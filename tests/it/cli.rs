@@ -212,3 +212,36 @@ fn decode_writes_the_reference_frames_and_upscales_them() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("several 5-D tensors"));
     assert!(!bad.exists());
 }
+
+#[test]
+fn decode_says_which_vae_it_recognised_and_what_it_decodes_to() {
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ltx");
+    let dir = temp_dir("cli-decode-ltx2");
+    let reference = framestream::model::WeightFile::open(fixtures.join("v23-expected.safetensors")).unwrap();
+    let latent = reference.tensor("latent").unwrap();
+    let latent_path = dir.join("v23.safetensors");
+    framestream::model::save_safetensors(&latent_path, &[("samples".into(), latent.shape, latent.data)]).unwrap();
+    let out = dir.join("x.safetensors");
+    let output = framestream()
+        .args(["--json", "decode", "--chunk-frames", "5", "--vae"])
+        .arg(fixtures.join("v23-diffusers"))
+        .arg("--latent")
+        .arg(&latent_path)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let info = lines.iter().position(|l| l["event"] == "info").expect("an info event");
+    let message = lines[info]["message"].as_str().unwrap();
+    assert!(message.starts_with("LTX-2.3-like VAE") && message.contains("17 frames of 64×64"), "{message}");
+    let first_progress = lines.iter().position(|l| l["event"] == "progress").unwrap();
+    assert!(info < first_progress, "said before decoding");
+    let want = reference.tensor("frames").unwrap();
+    let got = read_tensor_file(&out);
+    assert_eq!(got.shape, want.shape);
+    let err = got.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(err < 1e-4, "max error {err}");
+}

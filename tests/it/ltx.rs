@@ -1,6 +1,6 @@
-//! The LTX-Video VAE decoder against its reference (tests/fixtures/ltx, made by
-//! tools/make_ltx_fixtures.py), and the streaming guarantees: chunk invariance, replay,
-//! seeded noise, edge lengths, cancellation and bad inputs.
+//! The LTX VAE decoder (LTX-Video 0.9.x, LTX-2.0, LTX-2.3) against its reference
+//! (tests/fixtures/ltx, made by tools/make_ltx_fixtures.py), and the streaming guarantees:
+//! chunk invariance, replay, seeded noise, edge lengths, cancellation and bad inputs.
 
 use std::path::PathBuf;
 
@@ -55,6 +55,14 @@ async fn every_version_and_naming_matches_the_reference() {
         ("v2.safetensors", None, "v2", "frames_seed5_noise", "latent", 5, 0.025),
         ("v2.safetensors", None, "v2", "frames_t1", "latent_t1", 0, 0.0),
         ("v2-diffusers", None, "v2", "frames", "latent", 0, 0.0),
+        // LTX-2 decoders take no timestep and no noise: seed and noise scale change nothing.
+        ("v20-combined.safetensors", None, "v20", "frames", "latent", 5, 0.025),
+        ("v20-combined.safetensors", None, "v20", "frames_t1", "latent_t1", 0, 0.0),
+        ("v20-diffusers", None, "v20", "frames", "latent", 0, 0.0),
+        ("v23.safetensors", None, "v23", "frames", "latent", 5, 0.025),
+        ("v23.safetensors", None, "v23", "frames_t1", "latent_t1", 0, 0.0),
+        ("v23.safetensors", None, "v23", "frames_long", "latent_long", 0, 0.0),
+        ("v23-diffusers", None, "v23", "frames", "latent", 0, 0.0),
     ];
     for &(vae, padding, version, frames, latent, seed, noise) in cases {
         let mut model = LtxVae::load(fixture(vae)).unwrap();
@@ -79,7 +87,12 @@ async fn every_version_and_naming_matches_the_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_pieces_and_replays_give_the_same_frames() {
     let latent = random_latent(4, 2, 2);
-    for (vae, noise) in [("v2.safetensors", 0.0), ("v1-combined.safetensors", 0.025)] {
+    for (vae, noise) in [
+        ("v2.safetensors", 0.0),
+        ("v1-combined.safetensors", 0.025),
+        ("v20-combined.safetensors", 0.0),
+        ("v23.safetensors", 0.0),
+    ] {
         let model = LtxVae::load(fixture(vae)).unwrap();
         let source = LtxVaeDecode::new(model, latent.clone()).unwrap().seed(11).noise_scale(noise);
         assert_eq!(source.info().unwrap().total_frames, Some(25));
@@ -108,6 +121,28 @@ async fn chunks_pieces_and_replays_give_the_same_frames() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ltx23_past_its_lag_and_at_every_length() {
+    // The 2.3 graph emits nothing before the end until 15 latent frames are in: 17 frames
+    // take the first output from mid-stream and the rest from the end flush.
+    let model = LtxVae::load(fixture("v23.safetensors")).unwrap();
+    let source = LtxVaeDecode::new(model.clone(), random_latent(17, 1, 1)).unwrap();
+    assert_eq!(source.info().unwrap().total_frames, Some(129));
+    let (_, whole) = read_all(&source, 129).await;
+    for n in [1, 7, 17] {
+        let (_, got) = read_all(&source, n).await;
+        assert!(got == whole, "chunks of {n} differ by {}", max_error(&got, &whole));
+    }
+    let (_, got) = read_all(&source.clone().piece_bytes(1), 9).await;
+    assert!(got == whole, "one-frame pieces differ by {}", max_error(&got, &whole));
+    // 8(T − 1) + 1 frames for every short length.
+    for t in 1..=3 {
+        let (shapes, _) = read_all(&LtxVaeDecode::new(model.clone(), random_latent(t, 1, 2)).unwrap(), 4).await;
+        assert_eq!(shapes.iter().map(|s| s[0]).sum::<usize>(), 8 * (t - 1) + 1, "T = {t}");
+        assert!(shapes.iter().all(|s| s[1..] == [32, 64, 3]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_lengths() {
     let model = LtxVae::load(fixture("v2.safetensors")).unwrap();
     // 2 latent frames → 9 frames: chunks of 3 are three full chunks, never an empty one.
@@ -125,18 +160,20 @@ async fn edge_lengths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_stream_mid_decode_releases_device_memory() {
-    let model = LtxVae::load(fixture("v1-combined.safetensors")).unwrap();
-    let source = LtxVaeDecode::new(model, random_latent(5, 2, 2)).unwrap();
-    let req = request(2);
-    let before = req.device().memory_usage().unwrap();
-    let mut stream = source.open(&req);
-    let first = stream.next().await.unwrap().unwrap();
-    assert_eq!(first.shape(), [2, 64, 64, 3]);
-    drop(first);
-    drop(stream);
-    req.device().sync().await.unwrap();
-    let after = req.device().memory_usage().unwrap();
-    assert_eq!(after.bytes_in_use, before.bytes_in_use);
+    for vae in ["v1-combined.safetensors", "v23.safetensors"] {
+        let model = LtxVae::load(fixture(vae)).unwrap();
+        let source = LtxVaeDecode::new(model, random_latent(5, 2, 2)).unwrap();
+        let req = request(2);
+        let before = req.device().memory_usage().unwrap();
+        let mut stream = source.open(&req);
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.shape(), [2, 64, 64, 3]);
+        drop(first);
+        drop(stream);
+        req.device().sync().await.unwrap();
+        let after = req.device().memory_usage().unwrap();
+        assert_eq!(after.bytes_in_use, before.bytes_in_use, "{vae}");
+    }
 }
 
 /// The tensors of `file`, with `edit` applied (`None` removes one); written without metadata.
@@ -168,14 +205,78 @@ async fn a_checkpoint_without_config_is_detected() {
     let (_, got) = read_all(&source, 9).await;
     assert!(max_error(&got, &reference.tensor("frames").unwrap().data) < 1e-4);
     // The same for 0.9.0 (channel-changing resblocks) and 0.9.1 (injected noise).
-    for (vae, version) in [("v0.safetensors", "0.9.0-like"), ("v1-combined.safetensors", "0.9.1-like")] {
+    for (vae, version) in [
+        ("v0.safetensors", "LTX-Video 0.9.0-like"),
+        ("v1-combined.safetensors", "LTX-Video 0.9.1-like"),
+        ("v20-combined.safetensors", "LTX-2.0-like"),
+        ("v23.safetensors", "LTX-2.3-like"),
+    ] {
         let file = WeightFile::open(fixture(vae)).unwrap();
         let bare = rewritten(&file, &format!("bare-{vae}"), |_, s, d| Some((s, d)));
         let detected = LtxVae::load(&bare).unwrap();
         let configured = LtxVae::load(fixture(vae)).unwrap();
         assert_eq!(detected.config().blocks, configured.config().blocks, "{vae}");
         assert_eq!(detected.config().version(), version);
+        if version.starts_with("LTX-2") {
+            assert_eq!(detected.padding(), configured.padding(), "{vae}: the release's padding");
+        }
     }
+    // LTX-2 without metadata decodes as the reference: strides from the convolutions, 2.0's
+    // residual upsamplers and reflect padding, 2.3's plain ones and zeros.
+    for (vae, version) in [("v20-combined.safetensors", "v20"), ("v23.safetensors", "v23")] {
+        let file = WeightFile::open(fixture(vae)).unwrap();
+        let model = LtxVae::load(rewritten(&file, &format!("decode-bare-{vae}"), |_, s, d| Some((s, d)))).unwrap();
+        let reference = expected(version);
+        let (_, got) = read_all(&LtxVaeDecode::new(model, latent_of(&reference, "latent")).unwrap(), 17).await;
+        assert!(max_error(&got, &reference.tensor("frames").unwrap().data) < 1e-4, "{vae}");
+    }
+}
+
+#[test]
+fn what_the_weights_cannot_tell_is_asked_for() {
+    use serde_json::json;
+    // Upsamplers halving the width and one keeping it, no timestep conditioning: residual or
+    // not is not in the weights.
+    let config = json!({
+        "latent_channels": 16, "patch_size": 4, "norm_layer": "pixel_norm", "decoder_base_channels": 4,
+        "decoder_blocks": [["res_x", 1], ["compress_all", {"multiplier": 2}], ["res_x", 1], ["compress_all", {"multiplier": 1}], ["res_x", 1]],
+    });
+    let tensors: Vec<_> = framestream::model::ltx::LtxConfig::from_official(&config)
+        .unwrap()
+        .tensors()
+        .into_iter()
+        .map(|(name, shape)| {
+            let n = shape.iter().product();
+            (name, shape, vec![0.5; n])
+        })
+        .collect();
+    let path = temp_dir("ltx-ambiguous").join("ambiguous.safetensors");
+    framestream::model::save_safetensors(&path, &tensors).unwrap();
+    let err = LtxVae::load(&path).unwrap_err().to_string();
+    assert!(err.contains("residual") && err.contains("metadata"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decoder_says_what_it_recognised_before_the_first_frame() {
+    let model = LtxVae::load(fixture("v23.safetensors")).unwrap();
+    assert_eq!(model.config().version(), "LTX-2.3-like");
+    let source = LtxVaeDecode::new(model, random_latent(3, 2, 3)).unwrap();
+    let (sender, mut events) = crate::common::progress();
+    let req = request(4).with_progress(sender);
+    let mut stream = source.open(&req);
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let infos: Vec<String> = crate::common::drain_events(&mut events)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Info { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    let info = &infos[0];
+    assert!(info.starts_with("LTX-2.3-like VAE") && info.contains("zeros padding"), "{info}");
+    assert!(info.contains("3 latent frames of 3×2 → 17 frames of 96×64"), "{info}");
 }
 
 #[test]
@@ -193,7 +294,7 @@ fn bad_checkpoints_name_the_tensor() {
     assert!(err.contains(missing) && err.contains("[16]"), "{err}");
     // Not a VAE at all, a folder that is not a diffusers folder, a missing file.
     let err = LtxVae::load(fixture("v2-expected.safetensors")).unwrap_err().to_string();
-    assert!(err.contains("not an LTX-Video VAE"), "{err}");
+    assert!(err.contains("not an LTX VAE"), "{err}");
     let err = LtxVae::load(temp_dir("ltx-empty")).unwrap_err().to_string();
     assert!(err.contains("diffusers VAE folder"), "{err}");
     assert!(LtxVae::load(fixture("nothing.safetensors")).is_err());

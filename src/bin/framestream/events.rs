@@ -86,6 +86,7 @@ fn event_json(event: &Event) -> serde_json::Value {
             json!({ "frame": frame, "path": path.as_ref().map(|p| p.display().to_string()) }),
         ),
         EventKind::Retry { reason } => ("retry", json!({ "reason": reason })),
+        EventKind::Info { message } => ("info", json!({ "message": message })),
         EventKind::Finished => ("finished", json!({})),
         EventKind::Failed { error } => ("failed", json!({ "error": error })),
         EventKind::Cancelled => ("cancelled", json!({})),
@@ -136,8 +137,8 @@ impl Bars {
                 }
             }
             EventKind::Preview { .. } => {}
-            EventKind::Retry { reason } => {
-                let _ = self.multi.println(format!("{}: {reason}", event.name));
+            EventKind::Retry { reason: message } | EventKind::Info { message } => {
+                let _ = self.multi.println(format!("{}: {message}", event.name));
             }
             EventKind::Finished => {
                 if let Some(bar) = self.bars.remove(&event.stage) {

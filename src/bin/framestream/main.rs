@@ -42,7 +42,8 @@ enum Command {
     Transcode(TranscodeArgs),
     /// Resize a video file by a factor.
     Upscale(UpscaleArgs),
-    /// Decode an LTX-Video latent with its VAE, optionally upscaled, to a file.
+    /// Decode an LTX latent (LTX-Video 0.9.x, LTX-2.0, LTX-2.3) with its VAE, optionally
+    /// upscaled, to a file.
     Decode(DecodeArgs),
 }
 
@@ -90,7 +91,7 @@ struct UpscaleArgs {
 
 #[derive(Args)]
 struct DecodeArgs {
-    /// LTX-Video VAE: a .safetensors checkpoint (official, combined or diffusers naming) or
+    /// The VAE: a .safetensors checkpoint (official, combined or diffusers naming) or
     /// a diffusers vae/ folder.
     #[arg(long)]
     vae: PathBuf,

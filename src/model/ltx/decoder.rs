@@ -215,9 +215,12 @@ impl<E: Element> ResModule<E> {
 struct UpsampleModule<E: Element> {
     level: Level,
     cin: usize,
+    /// (time, height, width).
+    stride: (usize, usize, usize),
     reduction: usize,
     conv: TemporalConv3d<E>,
-    /// The first frame of each path is dropped once (they reach frame 0 in different calls).
+    /// A temporal upsampler drops the first frame of each path once (they reach frame 0 in
+    /// different calls); a spatial one never drops.
     drop_conv: bool,
     drop_residual: bool,
     /// Shuffled input frames waiting for their convolution output; `None` without the
@@ -228,13 +231,15 @@ struct UpsampleModule<E: Element> {
 impl<E: Element> UpsampleModule<E> {
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         let (h, w) = (self.level.height, self.level.width);
+        let (st, sh, sw) = self.stride;
+        let factor = st * sh * sw;
         let out_channels = self.cin / self.reduction;
-        let out_frame = 4 * h * w * out_channels;
+        let out_frame = sh * h * sw * w * out_channels;
         if let (Some(x), Some(queue)) = (&x, &mut self.residual) {
-            let frames = 2 * x.frames - usize::from(self.drop_residual);
+            let frames = st * x.frames - usize::from(self.drop_residual);
             let r = device.alloc_as::<E>(frames * out_frame, 0)?;
             with_client!(device, client => {
-                depth_to_space_3d::<_, E>(client, &x.buffer, (x.frames, h, w, self.cin), 8 / self.reduction, self.drop_residual, &r)
+                depth_to_space_3d::<_, E>(client, &x.buffer, (x.frames, h, w, self.cin), self.stride, factor / self.reduction, self.drop_residual, &r)
             });
             self.drop_residual = false;
             queue.push(Frames { buffer: r, frames });
@@ -242,10 +247,10 @@ impl<E: Element> UpsampleModule<E> {
         let Some(y) = push(device, &mut self.conv, x.as_ref(), end, None) else {
             return Ok(None);
         };
-        let frames = 2 * y.frames - usize::from(self.drop_conv);
+        let frames = st * y.frames - usize::from(self.drop_conv);
         let u = device.alloc_as::<E>(frames * out_frame, 0)?;
         with_client!(device, client => {
-            depth_to_space_3d::<_, E>(client, &y.buffer, (y.frames, h, w, 8 * out_channels), 1, self.drop_conv, &u)
+            depth_to_space_3d::<_, E>(client, &y.buffer, (y.frames, h, w, factor * out_channels), self.stride, 1, self.drop_conv, &u)
         });
         self.drop_conv = false;
         if let Some(queue) = &mut self.residual {
@@ -391,20 +396,23 @@ impl<E: Element> Decoder<E> {
                     modules.push(Module::Res(Box::new(res_module(&level, w, cin, cout, 0, false)?)));
                     frame_lens.push((level.pixels() * cin, level.pixels() * cout));
                 }
-                (Block::Upsample { cin, reduction, residual }, BlockWeights::Upsample(w)) => {
+                (Block::Upsample { cin, axes, reduction, residual }, BlockWeights::Upsample(w)) => {
                     let out = cin / reduction;
-                    let next = Level { height: 2 * level.height, width: 2 * level.width };
+                    let stride = axes.stride();
+                    let next = Level { height: stride.1 * level.height, width: stride.2 * level.width };
+                    let temporal = stride.0 == 2;
                     modules.push(Module::Upsample(Box::new(UpsampleModule {
                         level: Level { ..level },
                         cin,
+                        stride,
                         reduction,
                         conv: conv3d(w, &level, padding, causal, strategy),
-                        drop_conv: true,
-                        drop_residual: true,
+                        drop_conv: temporal,
+                        drop_residual: temporal,
                         residual: residual.then(|| FrameQueue::new(next.pixels() * out)),
                     })));
-                    // Two output frames per input frame.
-                    frame_lens.push((level.pixels() * cin, 2 * next.pixels() * out));
+                    // `stride.0` output frames per input frame.
+                    frame_lens.push((level.pixels() * cin, stride.0 * next.pixels() * out));
                     level = next;
                 }
                 _ => unreachable!("weights are uploaded from the config"),

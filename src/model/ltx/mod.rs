@@ -1,6 +1,9 @@
-//! The LTX-Video VAE decoder (0.9.0, 0.9.1, 0.9.5–0.9.8 and any model written the same way):
-//! checkpoints in the official, combined (`vae.`) and diffusers namings, and a streaming
-//! decoder that turns a latent into frames chunk by chunk (see [`crate::source::LtxVaeDecode`]).
+//! The LTX VAE decoder, one for the whole family — LTX-Video 0.9.0, 0.9.1, 0.9.5–0.9.8, LTX-2.0,
+//! LTX-2.3 (and LTX-2.5's convolutional decoder) and any model written the same way:
+//! checkpoints in the official, combined (`vae.` beside the transformer, `audio_vae.`,
+//! `vocoder.`) and diffusers (`AutoencoderKLLTXVideo`, `AutoencoderKLLTX2Video`) namings, and a
+//! streaming decoder that turns a latent into frames chunk by chunk (see
+//! [`crate::source::LtxVaeDecode`]).
 
 mod config;
 mod decoder;
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use framestream_kernels::{DeviceBuffer, Element};
 use framestream_kernels::conv::{ConvWeights, Strategy};
 
-pub use config::{Block, LtxConfig};
+pub use config::{Axes, Block, LtxConfig};
 pub use framestream_kernels::conv::Padding;
 pub(crate) use decoder::{DecodeParams, Decoder};
 pub use latent::Latent;
@@ -22,7 +25,7 @@ use crate::device::{Device, PerDevice, with_client};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightFile;
 
-/// An LTX-Video VAE decoder: its architecture and weights (memory-mapped; uploaded once per
+/// An LTX VAE decoder: its architecture and weights (memory-mapped; uploaded once per
 /// device).
 #[derive(Clone)]
 pub struct LtxVae {
@@ -110,7 +113,7 @@ impl LtxVae {
             return Err(weights_error(
                 path,
                 format!(
-                    "not an LTX-Video VAE: no decoder.conv_in.conv.weight among {} tensors ({}…)",
+                    "not an LTX VAE: no decoder.conv_in.conv.weight among {} tensors ({}…)",
                     file.names().count(),
                     found.join(", ")
                 ),
@@ -170,6 +173,16 @@ impl LtxVae {
     /// Parameters of the decoder (statistics excluded).
     pub fn parameters(&self) -> usize {
         self.config.parameters()
+    }
+
+    /// What was recognised, for people: "LTX-2.3 VAE, 407 M parameters, zeros padding".
+    pub fn description(&self) -> String {
+        let padding = match self.padding {
+            Padding::Zeros => "zeros",
+            Padding::Reflect => "reflect",
+            Padding::Replicate => "replicate",
+        };
+        format!("{} VAE, {} parameters, {padding} padding", self.config.version(), count(self.parameters()))
     }
 
     fn tensor(&self, name: &str) -> Result<Vec<f32>> {
@@ -256,8 +269,9 @@ impl LtxVae {
                     }),
                     noise_scales: None,
                 })),
-                Block::Upsample { cin, reduction, .. } => {
-                    BlockWeights::Upsample(self.conv::<E>(device, &format!("{p}.conv.conv"), (8 * cin / reduction, cin, 3))?)
+                Block::Upsample { cin, axes, reduction, .. } => {
+                    let cout = axes.factor() * cin / reduction;
+                    BlockWeights::Upsample(self.conv::<E>(device, &format!("{p}.conv.conv"), (cout, cin, 3))?)
                 }
             });
         }
@@ -328,6 +342,16 @@ impl LtxVae {
         };
         let hidden: Vec<f64> = linear(x, "linear_1")?.into_iter().map(|v| v / (1.0 + (-v).exp())).collect();
         linear(&hidden, "linear_2")
+    }
+}
+
+/// `407 M`, `12.5 k`: a count for people.
+fn count(n: usize) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{} M", (n + 500_000) / 1_000_000),
+        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{} k", (n + 500) / 1000),
+        n => n.to_string(),
     }
 }
 

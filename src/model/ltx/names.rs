@@ -86,6 +86,19 @@ mod tests {
             assert_eq!(official_name(df, &paths).as_deref(), Some(official), "{df}");
         }
         assert_eq!(official_name("encoder.conv_in.conv.weight", &paths), None);
+        // LTX-2's diffusers graph: the fourth up block's upsampler is official block 7.
+        let mut paths = vec!["mid_block".to_string()];
+        for i in 0..4 {
+            paths.extend([format!("up_blocks.{i}.upsamplers.0"), format!("up_blocks.{i}")]);
+        }
+        assert_eq!(
+            official_name("decoder.up_blocks.3.upsamplers.0.conv.conv.bias", &paths).as_deref(),
+            Some("decoder.up_blocks.7.conv.conv.bias")
+        );
+        assert_eq!(
+            official_name("decoder.up_blocks.3.resnets.1.conv2.conv.weight", &paths).as_deref(),
+            Some("decoder.up_blocks.8.res_blocks.1.conv2.conv.weight")
+        );
         assert_eq!(official_name("decoder.up_blocks.7.resnets.0.conv1.conv.weight", &paths), None);
     }
 }
