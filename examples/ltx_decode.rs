@@ -6,7 +6,7 @@
 //! The decoder has a released architecture with random bf16 weights built in memory, so
 //! nothing is downloaded: `--layout 0.9.5` (the default; base 128: conv_in 128→1024, four Mid
 //! blocks of `--layers` resblocks at 1024/512/256/128 channels, three residual upsamplers and
-//! timestep conditioning), `2.0` (the same graph without conditioning) or `2.3` (its own
+//! timestep conditioning), `2.0` (the same graph without conditioning, reflect padding) or `2.3` (its own
 //! depths, 2/2/4/6/4 resblocks at 1024/512/512/256/128 channels, spatiotemporal, temporal and
 //! spatial upsamplers; `--layers` does not apply). The line under the table gives the state
 //! the decode carries between chunks (`LtxConfig::carried_state`) at this latent and for a
@@ -90,7 +90,8 @@ fn config(args: &Args) -> serde_json::Value {
     json!({
         "_class_name": "CausalVideoAutoencoder", "dims": 3, "out_channels": 3, "latent_channels": 128,
         "norm_layer": "pixel_norm", "patch_size": 4, "causal_decoder": false, "timestep_conditioning": conditioned,
-        "decoder_base_channels": args.base, "spatial_padding_mode": "zeros", "decoder_blocks": blocks,
+        "decoder_base_channels": args.base, "decoder_blocks": blocks,
+        "spatial_padding_mode": if args.layout == "2.0" { "reflect" } else { "zeros" },
     })
 }
 

@@ -38,7 +38,9 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// New kinds may be added: match with a wildcard arm.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum EventKind {
     /// The stage was opened; `total_frames` when the length is known.
     Started { total_frames: Option<u64> },

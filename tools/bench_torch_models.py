@@ -85,7 +85,7 @@ def ltx_vae(args):
             upsample_type=("spatiotemporal",) * 3,
             upsample_residual=(True,) * 3,
             upsample_factor=(2, 2, 2),
-            decoder_spatial_padding_mode="zeros",
+            decoder_spatial_padding_mode="reflect",
         )
     else:
         decoder = dict(

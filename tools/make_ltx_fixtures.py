@@ -41,7 +41,8 @@ upsamplers (`compress_all` / `compress_time` / `compress_space`, multiplier = ch
   * v23: the 2.3 block list (plain upsamplers: spatial, temporal, spatiotemporal without
     reduction, spatiotemporal), zeros padding. `v23.safetensors`: VAE only, bf16, no prefix;
     `v23-diffusers/` (bf16). `v23-expected.safetensors`: as v20's plus `latent_long`
-    [1,16,17,1,1] → `frames_long` [129,32,32,3], past the graph's 15-latent-frame lag.
+    [1,16,17,1,1] → `frames_long` [129,32,32,3], past the graph's streaming lag (the first
+    frame before the end comes at 9 latent frames here, at 15 in the release).
 
 The reference frames are `clamp((vae.decode(latent·latents_std + latents_mean) + 1) / 2, 0, 1)`
 in float64 (the diffusers VAE takes the denormalised latent). The script checks that the

@@ -1,5 +1,5 @@
-//! LTX-Video VAE checkpoints and latents (any safetensors bytes, any metadata config) load or
-//! fail with an error, never a panic.
+//! LTX VAE checkpoints (0.9.x and 2.x) and latents (any safetensors bytes, any metadata config)
+//! load or fail with an error, never a panic.
 #![no_main]
 
 use framestream::model::WeightFile;
@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(vae) = LtxVae::from_weights(file.clone()) {
         let config = vae.config();
-        let _ = (config.frames(3), config.spatial_factor(), vae.parameters());
+        let _ = (config.frames(3), config.spatial_factor(), config.temporal_factor(), vae.parameters());
+        let _ = (config.carried_state((22, 40)), config.version(), vae.description());
     }
     let names: Vec<String> = file.names().map(String::from).collect();
     for name in names {

@@ -70,14 +70,15 @@ impl LtxVaeDecode {
         self
     }
 
-    /// The decode timestep of timestep-conditioned decoders (0.9.1 on).
+    /// The decode timestep of timestep-conditioned decoders (LTX-Video 0.9.1–0.9.8; LTX-2
+    /// decoders take none).
     pub fn timestep(mut self, timestep: f32) -> Self {
         self.timestep = timestep;
         self
     }
 
     /// The share of noise mixed into the latent before decoding (0 for none); only
-    /// timestep-conditioned decoders (0.9.1 on) use it.
+    /// timestep-conditioned decoders (LTX-Video 0.9.1–0.9.8) use it.
     pub fn noise_scale(mut self, scale: f32) -> Self {
         self.noise_scale = scale;
         self

@@ -244,4 +244,17 @@ fn decode_says_which_vae_it_recognised_and_what_it_decodes_to() {
     assert_eq!(got.shape, want.shape);
     let err = got.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(err < 1e-4, "max error {err}");
+    // For people, on stderr, even where it is not a terminal (no progress bars drawn).
+    let output = framestream()
+        .args(["decode", "--vae"])
+        .arg(fixtures.join("v23.safetensors"))
+        .arg("--latent")
+        .arg(&latent_path)
+        .arg("-o")
+        .arg(dir.join("y.safetensors"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ltx-decode: LTX-2.3-like VAE") && stderr.contains("→ 17 frames of 64×64"), "{stderr}");
 }

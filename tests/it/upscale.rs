@@ -237,3 +237,41 @@ fn bad_model_files_say_what_they_are() {
     let err = UpscaleModel::load(&broken).unwrap_err().to_string();
     assert!(err.contains("body.2.bias"), "{err}");
 }
+
+/// `file`'s tensors with `edit` applied to one of them, written to `name`.
+fn edited(file: &str, name: &str, tensor: &str, edit: impl Fn(Vec<usize>) -> Vec<usize>) -> PathBuf {
+    let file = WeightFile::open(fixture(file)).unwrap();
+    let tensors: Vec<_> = file
+        .names()
+        .map(|n| {
+            let t = file.tensor(n).unwrap();
+            if n == tensor {
+                let shape = edit(t.shape);
+                let len = shape.iter().product();
+                (n.to_string(), shape, vec![0.5; len])
+            } else {
+                (n.to_string(), t.shape, t.data)
+            }
+        })
+        .collect();
+    let path = crate::common::temp_dir("hostile-models").join(name);
+    framestream::model::save_safetensors(&path, &tensors).unwrap();
+    path
+}
+
+#[test]
+fn hostile_shapes_are_errors_not_panics() {
+    // A compact model whose first convolution reads 0 channels (it divided by zero).
+    let zero = edited("compact_x2.safetensors", "zero-in.safetensors", "body.0.weight", |s| vec![s[0], 0, 3, 3]);
+    let err = UpscaleModel::load(&zero).unwrap_err().to_string();
+    assert!(err.contains("body.0.weight") && err.contains("0 to"), "{err}");
+    // An RRDBNet whose first weight is 1-D (it indexed out of bounds), or has 0 outputs.
+    for (name, shape) in [("flat.safetensors", vec![64]), ("empty.safetensors", vec![0, 3, 3, 3])] {
+        let path = edited("rrdb_x4_old.safetensors", name, "model.0.weight", |_| shape.clone());
+        let err = UpscaleModel::load(&path).unwrap_err().to_string();
+        assert!(err.contains("conv_first.weight") && err.contains(&format!("{shape:?}")), "{err}");
+    }
+    // Sizes past any model are refused before anything is sized from them.
+    let wide = edited("compact_x2.safetensors", "wide.safetensors", "body.0.weight", |s| vec![5000, s[1], 3, 3]);
+    assert!(UpscaleModel::load(&wide).unwrap_err().to_string().contains("features"));
+}

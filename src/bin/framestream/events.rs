@@ -27,7 +27,7 @@ impl Output {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Event>();
         let (quiet, json) = (self.quiet, self.json);
         let task = tokio::spawn(async move {
-            let mut bars = Bars::new(quiet || json);
+            let mut bars = Bars::new(quiet || json, quiet);
             while let Some(event) = receiver.recv().await {
                 if json {
                     println!("{}", event_json(&event));
@@ -90,6 +90,7 @@ fn event_json(event: &Event) -> serde_json::Value {
         EventKind::Finished => ("finished", json!({})),
         EventKind::Failed { error } => ("failed", json!({ "error": error })),
         EventKind::Cancelled => ("cancelled", json!({})),
+        _ => ("other", json!({})),
     };
     let mut line = json!({ "event": kind, "stage": event.stage.0, "name": &*event.name });
     if let (Some(line), Some(extra)) = (line.as_object_mut(), extra.as_object()) {
@@ -102,13 +103,27 @@ fn event_json(event: &Event) -> serde_json::Value {
 struct Bars {
     multi: MultiProgress,
     bars: HashMap<StageId, ProgressBar>,
+    quiet: bool,
 }
 
 impl Bars {
-    fn new(hidden: bool) -> Self {
+    fn new(hidden: bool, quiet: bool) -> Self {
         let target =
             if hidden { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
-        Self { multi: MultiProgress::with_draw_target(target), bars: HashMap::new() }
+        Self { multi: MultiProgress::with_draw_target(target), bars: HashMap::new(), quiet }
+    }
+
+    /// A line for people on stderr: above the bars, or plainly where they are hidden (stderr
+    /// is not a terminal).
+    fn say(&self, line: String) {
+        if self.quiet {
+            return;
+        }
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
     }
 
     fn show(&mut self, event: &Event) {
@@ -138,7 +153,7 @@ impl Bars {
             }
             EventKind::Preview { .. } => {}
             EventKind::Retry { reason: message } | EventKind::Info { message } => {
-                let _ = self.multi.println(format!("{}: {message}", event.name));
+                self.say(format!("{}: {message}", event.name));
             }
             EventKind::Finished => {
                 if let Some(bar) = self.bars.remove(&event.stage) {
@@ -150,6 +165,7 @@ impl Bars {
                     bar.abandon();
                 }
             }
+            _ => {}
         }
     }
 }

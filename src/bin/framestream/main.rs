@@ -104,14 +104,15 @@ struct DecodeArgs {
     /// Seed of the decode noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Decode timestep (0.9.1 and later decoders).
+    /// Decode timestep (the timestep-conditioned LTX-Video 0.9.1–0.9.8; LTX-2 takes none).
     #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_TIMESTEP)]
     timestep: f32,
-    /// Share of noise mixed into the latent, 0 for none (0.9.1 and later decoders).
+    /// Share of noise mixed into the latent, 0 for none (LTX-Video 0.9.1–0.9.8; LTX-2 takes
+    /// none).
     #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_NOISE_SCALE)]
     noise_scale: f32,
     /// Spatial padding of the convolutions: zeros, reflect or replicate (default: the
-    /// checkpoint's, else reflect).
+    /// checkpoint's; without a config, the release's its layout matches, else reflect).
     #[arg(long)]
     padding: Option<String>,
     /// Device memory one decoder step may produce, in MiB.

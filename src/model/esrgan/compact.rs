@@ -6,7 +6,7 @@ use framestream_kernels::conv::{Activation, ConvWeights, Strategy};
 use framestream_kernels::elementwise::combine;
 use framestream_kernels::layout::{nearest, pixel_shuffle};
 
-use super::{Planes, conv2d};
+use super::{MAX_BLOCKS, MAX_FEATURES, MAX_IMAGE_CHANNELS, MAX_SCALE, Planes, conv2d};
 use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightFile;
@@ -37,9 +37,18 @@ impl CompactConfig {
         }
         let bad = |message: String| Error::Weights { path: file.path().to_path_buf(), message };
         let (nf, in_nc) = (first[0], first[1]);
+        if !(1..=MAX_FEATURES).contains(&nf) || !(1..=MAX_IMAGE_CHANNELS).contains(&in_nc) {
+            return Err(bad(format!(
+                "body.0.weight {first:?}: a first convolution from {in_nc} to {nf} channels (1 to \
+                 {MAX_IMAGE_CHANNELS} image channels, 1 to {MAX_FEATURES} features)"
+            )));
+        }
         let last = file.names().filter_map(index_of).max().unwrap_or(0);
-        if last < 2 || last % 2 != 0 {
-            return Err(bad(format!("compact model ending at body.{last}: expected an even index ≥ 2")));
+        if last < 2 || last % 2 != 0 || last > 2 * MAX_BLOCKS + 2 {
+            return Err(bad(format!(
+                "compact model ending at body.{last}: expected an even index from 2 to {}",
+                2 * MAX_BLOCKS + 2
+            )));
         }
         let x = file
             .shape(&format!("body.{last}.bias"))
@@ -50,7 +59,7 @@ impl CompactConfig {
             .find_map(|c| {
                 let q = x / c;
                 let s = (q as f64).sqrt().round() as usize;
-                (x % c == 0 && s * s == q && s > 0).then_some((c, s))
+                (x % c == 0 && s * s == q && (1..=MAX_SCALE).contains(&s)).then_some((c, s))
             })
             .ok_or_else(|| bad(format!("body.{last} has {x} outputs: not channels × scale²")))?;
         Ok(Some(Self { in_nc, out_nc, nf, convs: (last - 2) / 2, scale }))

@@ -19,6 +19,13 @@ use super::weights::WeightFile;
 use crate::device::{Device, PerDevice, with_client};
 use crate::error::{Error, Result};
 
+/// Bounds on what a file may describe, checked before anything is sized from it (released
+/// models have 64 features, 3 image channels, 23 blocks and scale 4 at most).
+const MAX_FEATURES: usize = 4096;
+const MAX_IMAGE_CHANNELS: usize = 64;
+const MAX_BLOCKS: usize = 1024;
+const MAX_SCALE: usize = 16;
+
 /// The network a weight file holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Architecture {

@@ -9,7 +9,7 @@ use framestream_kernels::conv::{Activation, ConvWeights, Residual, Strategy};
 use framestream_kernels::elementwise::combine;
 use framestream_kernels::layout::{copy_channels, nearest, pixel_unshuffle};
 
-use super::{Planes, conv2d, upload_conv};
+use super::{MAX_BLOCKS, MAX_FEATURES, MAX_IMAGE_CHANNELS, MAX_SCALE, Planes, conv2d, upload_conv};
 use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightFile;
@@ -116,17 +116,29 @@ impl RrdbConfig {
             Layout::Esrgan2019 => (1..).take_while(|j| has(&format!("upconv{j}.weight"))).count(),
             Layout::BasicSr => (1..).take_while(|j| has(&format!("conv_up{j}.weight"))).count(),
         };
+        if upsamples > MAX_SCALE.ilog2() as usize {
+            return Err(bad(format!("{upsamples} upsampling stages (a scale over {MAX_SCALE})")));
+        }
         let canonical = file.renamed(|n| canonical_name(n, layout, upsamples));
-        let shape = |n: &str| canonical.shape(n).map(<[usize]>::to_vec).ok_or_else(|| bad(format!("missing tensor {n}")));
-        let first = shape("conv_first.weight")?;
-        let last = shape("conv_last.weight")?;
-        let growth = shape("body.0.rdb1.conv1.weight")?;
+        // Output and input channels of a 2-D convolution, both within `max`.
+        let conv = |n: &str, max: usize| -> Result<(usize, usize)> {
+            match canonical.shape(n) {
+                Some(&[cout, cin, _, _]) if (1..=max).contains(&cout) && (1..=MAX_FEATURES).contains(&cin) => Ok((cout, cin)),
+                Some(s) => Err(bad(format!("{n} has shape {s:?}: not a convolution of 1 to {max} outputs"))),
+                None => Err(bad(format!("missing tensor {n}"))),
+            }
+        };
+        let (nf, raw_in) = conv("conv_first.weight", MAX_FEATURES)?;
+        let (out_nc, _) = conv("conv_last.weight", MAX_IMAGE_CHANNELS)?;
+        let (gc, _) = conv("body.0.rdb1.conv1.weight", MAX_FEATURES)?;
         let blocks = canonical
             .names()
             .filter_map(|n| n.strip_prefix("body.")?.split('.').next()?.parse::<usize>().ok())
             .max()
             .map_or(0, |b| b + 1);
-        let (nf, raw_in, out_nc, gc) = (first[0], first[1], last[0], growth[0]);
+        if blocks > MAX_BLOCKS {
+            return Err(bad(format!("{blocks} RRDB blocks (at most {MAX_BLOCKS})")));
+        }
         let unshuffle = match raw_in / out_nc.max(1) {
             4 if raw_in % out_nc == 0 => 2,
             16 if raw_in % out_nc == 0 => 4,

@@ -162,7 +162,7 @@ impl LtxConfig {
         if norm != "pixel_norm" {
             return Err(format!(
                 "norm_layer `{norm}` is not supported: only pixel_norm decodes chunk by chunk \
-                 (every released LTX-Video VAE uses it)"
+                 (every released LTX VAE uses it)"
             ));
         }
         if bool_field(config, "normalize_latent_channels", false)? {
@@ -305,12 +305,12 @@ impl LtxConfig {
         let mut residual = bools("upsample_residual", residual, n)?;
         let mut factor = ints("upsample_factor", factor)?;
         // Latent side first; absent or null means every upsampler doubles all three axes.
-        let kinds = field(config, "upsample_type").or_else(|| field(config, "decoder_upsample_type"));
+        let kinds = ["upsample_type", "decoder_upsample_type"].into_iter().find_map(|k| Some((k, field(config, k)?)));
         let axes = match kinds {
             None => vec![Axes::All; n],
-            Some(v) => v
+            Some((key, v)) => v
                 .as_array()
-                .ok_or_else(|| format!("config field `upsample_type` is {v}, not a list"))?
+                .ok_or_else(|| format!("config field `{key}` is {v}, not a list"))?
                 .iter()
                 .map(|k| {
                     k.as_str().and_then(Axes::from_diffusers).ok_or_else(|| {
@@ -362,6 +362,8 @@ impl LtxConfig {
                 return Err(format!("up block {i}: {channels} channels into a block of {out}×{f}"));
             }
             if scaling[i] {
+                // diffusers honours `upsample_residual` for every stride (the official config
+                // only for compress_all).
                 blocks.push(Block::Upsample { cin: out * f, axes: axes[i], reduction: f, residual: residual[i] });
                 paths.push(format!("up_blocks.{i}.upsamplers.0"));
             }
@@ -396,9 +398,9 @@ impl LtxConfig {
     /// block's kind, width and depth from its weights, each upsampler's strides from its
     /// convolution and the next block's width. What the weights cannot tell — whether
     /// upsamplers are residual, the padding — follows the release whose layout the file has:
-    /// residual for the timestep-conditioned 0.9.1/0.9.5+ and for LTX-2.0 (plain upsamplers
-    /// halving the width, reflect), plain for 0.9.0 and for LTX-2.3-like layouts (temporal or
-    /// spatial upsamplers, zeros). Anything else is refused with what is missing.
+    /// residual for the timestep-conditioned 0.9.1/0.9.5+ and for LTX-2.0 (no conditioning,
+    /// spatiotemporal upsamplers that all halve the width; reflect), not residual for 0.9.0 and
+    /// for LTX-2.3-like layouts (temporal or spatial upsamplers; zeros). Anything else is refused with what is missing.
     pub fn detect(file: &WeightFile) -> Result<Self, String> {
         let shape = |name: &str| file.shape(name).map(<[usize]>::to_vec);
         let conv_in = shape("decoder.conv_in.conv.weight").ok_or("no decoder.conv_in.conv.weight")?;
@@ -435,11 +437,12 @@ impl LtxConfig {
         for &(i, cin, cout) in &upsamplers {
             let next = blocks.get(i + 1).map_or(dim(&conv_out, 1), Block::in_channels);
             let p = format!("decoder.up_blocks.{i}.conv.conv.weight");
-            if next == 0 || cin == 0 || cin % next != 0 || (cout * (cin / next)) % cin.max(1) != 0 {
+            let shuffled = cout.checked_mul(cin.checked_div(next).unwrap_or(0));
+            if next == 0 || cin == 0 || cin % next != 0 || shuffled.is_none_or(|s| s % cin != 0) {
                 return Err(format!("{p} [{cout}, {cin}, …] is not a depth-to-space convolution into {next} channels"));
             }
             let reduction = cin / next;
-            let axes = match cout * reduction / cin {
+            let axes = match shuffled.unwrap_or(0) / cin {
                 8 => Axes::All,
                 2 => Axes::Time,
                 4 => Axes::Space,
@@ -561,7 +564,7 @@ impl LtxConfig {
         }
         if self.out_channels > 4 || self.latent_channels > MAX_CHANNELS || self.patch_size > 16 {
             return Err(format!(
-                "out_channels {}, latent_channels {}, patch_size {}: beyond any LTX-Video VAE",
+                "out_channels {}, latent_channels {}, patch_size {}: beyond any LTX VAE",
                 self.out_channels, self.latent_channels, self.patch_size
             ));
         }
@@ -574,7 +577,7 @@ impl LtxConfig {
                 other => (other.in_channels().max(other.out_channels()), 1),
             };
             if channels > MAX_CHANNELS || layers > MAX_BLOCKS {
-                return Err(format!("{b:?}: beyond any LTX-Video VAE"));
+                return Err(format!("{b:?}: beyond any LTX VAE"));
             }
         }
         let mut channels = self.width();
@@ -605,26 +608,29 @@ impl LtxConfig {
     /// pixels, whatever the video's length: two input frames per k = 3 convolution, two
     /// frames per resblock skip queue and per residual upsampler queue (an upper bound;
     /// times the element size for bytes).
+    /// Saturates at `usize::MAX`.
     pub fn carried_state(&self, (h, w): (usize, usize)) -> usize {
-        let mut pixels = h * w;
-        let mut values = 2 * pixels * self.latent_channels;
+        // In u128: any validated config times any latent side below 2^32 fits.
+        let n = |v: usize| v as u128;
+        let mut pixels = n(h) * n(w);
+        let mut values = 2 * pixels * n(self.latent_channels);
         for block in &self.blocks {
             values += 2 * pixels
                 * match *block {
                     // conv1 and conv2 inputs and the skip queue, per resblock.
-                    Block::Mid { channels, layers, .. } => 3 * channels * layers,
-                    Block::Res { cin, cout } => cin + 2 * cout,
-                    Block::Upsample { cin, .. } => cin,
+                    Block::Mid { channels, layers, .. } => 3 * n(channels) * n(layers),
+                    Block::Res { cin, cout } => n(cin) + 2 * n(cout),
+                    Block::Upsample { cin, .. } => n(cin),
                 };
             if let Block::Upsample { cin, axes, reduction, residual } = *block {
                 let (_, sh, sw) = axes.stride();
-                pixels *= sh * sw;
+                pixels *= n(sh * sw);
                 if residual {
-                    values += 2 * pixels * cin / reduction;
+                    values += 2 * pixels * n(cin / reduction);
                 }
             }
         }
-        values + 2 * pixels * self.head_channels()
+        usize::try_from(values + 2 * pixels * n(self.head_channels())).unwrap_or(usize::MAX)
     }
 
     /// Parameters of the decoder (the latent statistics excluded).

@@ -345,7 +345,7 @@ impl LtxVae {
     }
 }
 
-/// `407 M`, `12.5 k`: a count for people.
+/// `407 M`, `2.3 M`, `13 k`: a count for people.
 fn count(n: usize) -> String {
     match n {
         n if n >= 10_000_000 => format!("{} M", (n + 500_000) / 1_000_000),
