@@ -249,10 +249,13 @@ fn main() {
         common::spread_percent(&device_peaks));
     let element = if args.precision == framestream::model::ltx::Precision::F32 { 4 } else { 2 };
     let carried = |hw: (usize, usize)| (config.carried_state(hw) * element) as f64;
+    let gib = |b: f64| b / (1u64 << 30) as f64;
     println!(
-        "carried state in {}: {:.1} MiB at this latent, {:.2} GiB at 1280x704 (latent 40x22)",
+        "carried state in {}: {:.1} MiB at this latent, {:.2} GiB at 1280x704 (latent 40x22); a whole-latent \
+         decode of 1001 such frames holds {:.1} GiB in its largest activation alone (f32)",
         args.precision,
         mib(carried((h, w))),
-        carried((22, 40)) / (1u64 << 30) as f64
+        gib(carried((22, 40))),
+        gib(whole_sequence_peak(&config, 126, (22, 40)) as f64)
     );
 }

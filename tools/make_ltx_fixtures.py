@@ -197,8 +197,9 @@ VERSIONS = {
 }
 
 
-def official_config(version, padding):
-    cfg = {
+def official_common():
+    """The metadata config fields every fixture shares, in the releases' order."""
+    return {
         "_class_name": "CausalVideoAutoencoder",
         "dims": 3,
         "in_channels": 3,
@@ -209,8 +210,12 @@ def official_config(version, padding):
         "patch_size": 4,
         "latent_log_var": "uniform",
         "use_quant_conv": False,
-        "causal_decoder": False,
     }
+
+
+def official_config(version, padding):
+    cfg = official_common()
+    cfg["causal_decoder"] = False
     cfg.update(VERSIONS[version]["official"])
     if padding is not None:
         cfg["spatial_padding_mode"] = padding
@@ -633,23 +638,14 @@ def ltx2_official_config(version):
     kw = spec["diffusers"]
     base, blocks = official_decoder(kw)
     assert (base, blocks) == (spec["decoder_base_channels"], spec["decoder_blocks"]), (base, blocks)
-    cfg = {
-        "_class_name": "CausalVideoAutoencoder",
-        "dims": 3,
-        "in_channels": 3,
-        "out_channels": 3,
-        "latent_channels": LATENT_CHANNELS,
-        "scaling_factor": 1.0,
-        "norm_layer": "pixel_norm",
-        "patch_size": 4,
-        "latent_log_var": "uniform",
-        "use_quant_conv": False,
+    cfg = official_common()
+    cfg.update({
         "causal_decoder": kw["decoder_causal"],
         "timestep_conditioning": kw["timestep_conditioning"],
         "spatial_padding_mode": kw["decoder_spatial_padding_mode"],
         "decoder_base_channels": base,
         "decoder_blocks": blocks,
-    }
+    })
     cfg.update(spec["official_extra"])
     return cfg
 
