@@ -108,19 +108,24 @@ impl LtxVaeDecode {
     /// parameters, zeros padding: 126 latent frames of 40×22 → 1001 frames of 1280×704
     /// (32× the latent: requests of 1280–1311 × 704–735 pixels come out 1280×704)".
     pub fn description(&self) -> String {
-        let config = self.vae.config();
-        let factor = config.spatial_factor();
         let (h, w) = (self.latent.height(), self.latent.width());
-        let (ph, pw) = (h * factor, w * factor);
+        let (pw, ph, frames, factor) = self.geometry();
         format!(
-            "{}: {} latent frames of {w}×{h} → {} frames of {pw}×{ph} ({factor}× the latent: requests \
-             of {pw}–{} × {ph}–{} pixels come out {pw}×{ph})",
+            "{}: {} latent frames of {w}×{h} → {frames} frames of {pw}×{ph} ({factor}× the latent: \
+             requests of {pw}–{} × {ph}–{} pixels come out {pw}×{ph})",
             self.vae.description(),
             self.latent.frames(),
-            config.frames(self.latent.frames()),
             pw + factor - 1,
             ph + factor - 1,
         )
+    }
+
+    /// Width, height and count of the decoded frames, and the spatial factor.
+    fn geometry(&self) -> (usize, usize, usize, usize) {
+        let config = self.vae.config();
+        let factor = config.spatial_factor();
+        let frames = config.frames(self.latent.frames());
+        (self.latent.width() * factor, self.latent.height() * factor, frames, factor)
     }
 
     fn check(&self) -> Result<()> {
@@ -144,14 +149,13 @@ impl Source for LtxVaeDecode {
 
     fn info(&self) -> Result<StreamInfo> {
         self.check()?;
-        let config = self.vae.config();
-        let factor = config.spatial_factor();
+        let (width, height, frames, _) = self.geometry();
         Ok(StreamInfo {
-            width: self.latent.width() * factor,
-            height: self.latent.height() * factor,
-            channels: config.out_channels,
+            width,
+            height,
+            channels: self.vae.config().out_channels,
             fps: self.fps,
-            total_frames: Some(config.frames(self.latent.frames()) as u64),
+            total_frames: Some(frames as u64),
         })
     }
 

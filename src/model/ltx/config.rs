@@ -127,6 +127,15 @@ fn bool_field(config: &Value, name: &str, default: bool) -> Result<bool, String>
     }
 }
 
+/// PyTorch's name of a padding (the inverse of [`parse_padding`]).
+pub fn padding_name(padding: Padding) -> &'static str {
+    match padding {
+        Padding::Zeros => "zeros",
+        Padding::Reflect => "reflect",
+        Padding::Replicate => "replicate",
+    }
+}
+
 /// `zeros`, `reflect`, `replicate` (PyTorch's names); `circular` is refused.
 pub fn parse_padding(name: &str) -> Result<Padding, String> {
     match name {
@@ -205,10 +214,8 @@ impl LtxConfig {
         for (name, params) in &parsed {
             let cin = channels;
             if let Some(axes) = Axes::from_official(name) {
+                // validate() refuses a reduction that does not divide the channels.
                 let reduction = usize_field(params, "multiplier", Some(1))?;
-                if cin % reduction != 0 {
-                    return Err(format!("{name}: {cin} channels do not divide by multiplier {reduction}"));
-                }
                 channels = cin / reduction;
                 // The reference reads `residual` for compress_all only.
                 let residual = axes == Axes::All && bool_field(params, "residual", false)?;
@@ -400,7 +407,8 @@ impl LtxConfig {
     /// upsamplers are residual, the padding — follows the release whose layout the file has:
     /// residual for the timestep-conditioned 0.9.1/0.9.5+ and for LTX-2.0 (no conditioning,
     /// spatiotemporal upsamplers that all halve the width; reflect), not residual for 0.9.0 and
-    /// for LTX-2.3-like layouts (temporal or spatial upsamplers; zeros). Anything else is refused with what is missing.
+    /// for LTX-2.3-like layouts (temporal or spatial upsamplers; zeros). Anything else is
+    /// refused with what is missing.
     pub fn detect(file: &WeightFile) -> Result<Self, String> {
         let shape = |name: &str| file.shape(name).map(<[usize]>::to_vec);
         let conv_in = shape("decoder.conv_in.conv.weight").ok_or("no decoder.conv_in.conv.weight")?;
@@ -535,9 +543,8 @@ impl LtxConfig {
     /// The release this architecture is, or is written like ("LTX-2.3", "LTX-Video
     /// 0.9.1-like", …), for messages.
     pub fn version(&self) -> String {
-        let upsamplers: Vec<_> = self.strides().collect();
         let residual = self.blocks.iter().any(|b| matches!(b, Block::Upsample { residual: true, .. }));
-        let (name, released) = if upsamplers.iter().any(|&s| s != (2, 2, 2)) {
+        let (name, released) = if self.strides().any(|s| s != (2, 2, 2)) {
             ("LTX-2.3", 407_169_072)
         } else if !self.timestep_conditioning && residual {
             ("LTX-2.0", 528_380_720)

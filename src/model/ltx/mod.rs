@@ -177,11 +177,7 @@ impl LtxVae {
 
     /// What was recognised, for people: "LTX-2.3 VAE, 407 M parameters, zeros padding".
     pub fn description(&self) -> String {
-        let padding = match self.padding {
-            Padding::Zeros => "zeros",
-            Padding::Reflect => "reflect",
-            Padding::Replicate => "replicate",
-        };
+        let padding = config::padding_name(self.padding);
         format!("{} VAE, {} parameters, {padding} padding", self.config.version(), count(self.parameters()))
     }
 
