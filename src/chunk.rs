@@ -1,6 +1,7 @@
 //! `Chunk`: consecutive frames on a compute device.
 
 use std::fmt;
+use std::sync::Arc;
 
 use framestream_kernels::copy::copy;
 use framestream_kernels::rgb8::{rgb8, rgb8_words, unpack_rgb8};
@@ -13,7 +14,9 @@ use crate::error::{Error, Result};
 pub type Shape = [usize; 4];
 
 /// 1 or more consecutive frames on a device, `[frames, height, width, channels]` f32 in
-/// [0, 1], RGB (1 and 4 channels allowed), and the absolute index of its first frame.
+/// [0, 1], RGB (1 and 4 channels allowed), the absolute index of its first frame, and in a
+/// timed stream each frame's presentation timestamp (ticks of the stream's
+/// [`time_base`](crate::StreamInfo::time_base)).
 ///
 /// Cloning shares the device buffer; kernels never write into a chunk they were given.
 #[derive(Clone)]
@@ -21,6 +24,7 @@ pub struct Chunk {
     buffer: DeviceBuffer,
     shape: Shape,
     first_frame: u64,
+    timestamps: Option<Arc<[i64]>>,
     device: Device,
 }
 
@@ -29,6 +33,7 @@ impl fmt::Debug for Chunk {
         f.debug_struct("Chunk")
             .field("shape", &self.shape)
             .field("first_frame", &self.first_frame)
+            .field("timestamps", &self.timestamps)
             .finish()
     }
 }
@@ -59,7 +64,42 @@ impl Chunk {
                 buffer.len
             )));
         }
-        Ok(Self { buffer, shape, first_frame, device: device.clone() })
+        Ok(Self { buffer, shape, first_frame, timestamps: None, device: device.clone() })
+    }
+
+    /// New pixels for the same frames: `buffer` holds `frames × height × width × channels`
+    /// values; the numbering and timestamps stay. What a stage that keeps the frame count
+    /// returns.
+    pub fn with_pixels(&self, buffer: DeviceBuffer, [height, width, channels]: [usize; 3]) -> Result<Self> {
+        let out = Self::new(&self.device, buffer, [self.frames(), height, width, channels], self.first_frame)?;
+        Ok(Self { timestamps: self.timestamps.clone(), ..out })
+    }
+
+    /// The same frames, shown at `timestamps` (one per frame, increasing).
+    pub fn with_timestamps(mut self, timestamps: impl Into<Arc<[i64]>>) -> Result<Self> {
+        let timestamps = timestamps.into();
+        if timestamps.len() != self.frames() {
+            return Err(Error::shape(format!(
+                "{} timestamps for a chunk of {} frames",
+                timestamps.len(),
+                self.frames()
+            )));
+        }
+        if let Some(i) = timestamps.windows(2).position(|w| w[1] <= w[0]) {
+            return Err(Error::shape(format!(
+                "timestamps must increase: frame {} is timed {} after {}",
+                self.first_frame + i as u64 + 1,
+                timestamps[i + 1],
+                timestamps[i]
+            )));
+        }
+        self.timestamps = Some(timestamps);
+        Ok(self)
+    }
+
+    /// Each frame's presentation timestamp, in a timed stream.
+    pub fn timestamps(&self) -> Option<&[i64]> {
+        self.timestamps.as_deref()
     }
 
     /// Uploads host frames.
@@ -150,7 +190,9 @@ impl Chunk {
             copy::<_, f32>(client, &self.buffer, start * self.frame_len(), &out, 0, len)
         });
         let [_, h, w, c] = self.shape;
-        Chunk::new(&self.device, out, [frames, h, w, c], self.first_frame + start as u64)
+        let sliced = Chunk::new(&self.device, out, [frames, h, w, c], self.first_frame + start as u64)?;
+        let timestamps = self.timestamps.as_ref().map(|t| t[start..start + frames].into());
+        Ok(Chunk { timestamps, ..sliced })
     }
 
     /// Joins consecutive chunks of one shape into one, on the device.
@@ -186,7 +228,15 @@ impl Chunk {
             at += len;
         }
         let [_, h, w, ch] = first.shape;
-        Chunk::new(device, out, [frames, h, w, ch], first.first_frame)
+        let joined = Chunk::new(device, out, [frames, h, w, ch], first.first_frame)?;
+        let timestamps = chunks
+            .iter()
+            .map(|c| c.timestamps())
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.concat())
+            .map(|all| joined.clone().with_timestamps(all))
+            .transpose()?;
+        Ok(timestamps.unwrap_or(joined))
     }
 
     /// The frames as 8-bit RGB bytes (`frames × height × width × 3`), converted on the

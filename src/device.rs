@@ -289,7 +289,7 @@ impl Device {
         self.check_buffer(bytes.len(), "an upload")?;
         let words = bytes.len().div_ceil(4);
         Ok(with_client!(self, client => {
-            if bytes.len() % 4 == 0 && !bytes.is_empty() {
+            if bytes.len().is_multiple_of(4) && !bytes.is_empty() {
                 DeviceBuffer::new(client.create_from_slice(bytes), words)
             } else {
                 let mut padded = bytes.to_vec();

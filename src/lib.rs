@@ -61,7 +61,7 @@ pub mod prelude {
         sink::save_video,
         source::VideoFile,
         stage::SaveVideo,
-        video::{Codec, Container, PixelFormat, VideoOptions},
+        video::{Codec, Container, FpsMode, PixelFormat, VideoOptions},
     };
     pub use crate::{
         Chunk, Device, DeviceKind, Error, Event, EventKind, FrameSize, FrameStream, OpenRequest,

@@ -42,7 +42,8 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum EventKind {
-    /// The stage was opened; `total_frames` when the length is known.
+    /// The stage was opened; `total_frames` when the length is known or estimated (a
+    /// container's count: the stage may end before or after it).
     Started { total_frames: Option<u64> },
     /// Frames delivered so far (monotonic).
     Progress { frames_done: u64 },

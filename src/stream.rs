@@ -16,10 +16,12 @@ use crate::progress::{EventKind, ProgressSender, StageId, StageReporter};
 /// The frames of an opened pipeline, chunk by chunk.
 ///
 /// Every chunk holds exactly the requested number of frames except the last (1..=N);
-/// chunks are consecutive from frame 0; an error ends the stream. Dropping it cancels.
+/// chunks are consecutive from frame 0; when the stream's [`StreamInfo::time_base`] is set,
+/// every chunk carries timestamps, increasing across chunks; an error ends the stream.
+/// Dropping it cancels.
 pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Chunk>> + Send>>;
 
-/// A frame rate as a fraction, e.g. 30000/1001.
+/// A positive fraction: a frame rate (30000/1001) or a time base (1/90000 s a tick).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rational {
     pub num: u32,
@@ -30,7 +32,7 @@ impl Rational {
     /// `num/den` in lowest terms; `den` must not be 0.
     pub fn new(num: u32, den: u32) -> Result<Self> {
         if den == 0 || num == 0 {
-            return Err(Error::config(format!("frame rate {num}/{den} is not positive")));
+            return Err(Error::config(format!("{num}/{den} is not a positive fraction")));
         }
         let g = gcd(num, den);
         Ok(Self { num: num / g, den: den / g })
@@ -120,15 +122,32 @@ pub struct StreamInfo {
     pub width: usize,
     pub height: usize,
     pub channels: usize,
+    /// The nominal rate (the average one for a variable-rate file).
     pub fps: Rational,
-    /// The number of frames, when known before the end.
+    /// The number of frames, when known before the end: a promise the stream keeps.
     pub total_frames: Option<u64>,
+    /// A frame count for progress when the exact one is not known (a container's header
+    /// count or duration); the stream may end before or after it.
+    pub estimated_frames: Option<u64>,
+    /// Seconds a tick of the chunks' timestamps, when frames carry them (files read from
+    /// disk); `None`: frame `i` is shown at `i / fps`.
+    pub time_base: Option<Rational>,
 }
 
 impl StreamInfo {
+    /// Evenly timed frames at `fps`, `total_frames` of them when known.
+    pub fn new(width: usize, height: usize, channels: usize, fps: Rational, total_frames: Option<u64>) -> Self {
+        Self { width, height, channels, fps, total_frames, estimated_frames: None, time_base: None }
+    }
+
     /// Values in one frame.
     pub fn frame_len(&self) -> usize {
         self.width * self.height * self.channels
+    }
+
+    /// The frame count to show progress against: the exact one, else the estimate.
+    pub fn progress_frames(&self) -> Option<u64> {
+        self.total_frames.or(self.estimated_frames)
     }
 
     pub(crate) fn check(&self) -> Result<()> {
@@ -342,13 +361,14 @@ struct Tracked {
     chunk_frames: usize,
     next_frame: u64,
     short_seen: bool,
+    last_timestamp: Option<i64>,
 }
 
 impl Tracked {
     fn open<S: Source + ?Sized>(source: &S, request: &OpenRequest) -> FrameStream {
         let name: Arc<str> = source.name().into();
         let info = source.info();
-        let total = info.as_ref().ok().and_then(|i| i.total_frames);
+        let total = info.as_ref().ok().and_then(StreamInfo::progress_frames);
         let reporter = StageReporter::start(name.clone(), total, request.progress.clone());
         let mut request = request.clone();
         request.stage = Some((reporter.id(), name));
@@ -364,6 +384,7 @@ impl Tracked {
             chunk_frames: request.chunk_frames,
             next_frame: 0,
             short_seen: false,
+            last_timestamp: None,
         })
     }
 
@@ -397,13 +418,24 @@ impl Tracked {
                 info.width, info.height, info.channels
             )));
         }
-        if let Some(total) = info.total_frames {
-            if chunk.end_frame() > total {
+        if let Some(total) = info.total_frames
+            && chunk.end_frame() > total {
                 return Err(self.contract(format!("frames past the announced {total}")));
             }
-        }
         if !chunk.device().same_device(&self.device) {
             return Err(self.contract("a chunk on another device".into()));
+        }
+        match (info.time_base, chunk.timestamps()) {
+            (Some(_), None) => return Err(self.contract("a chunk without timestamps in a timed stream".into())),
+            (None, Some(_)) => return Err(self.contract("timestamps in a stream without a time base".into())),
+            (Some(_), Some(pts)) if self.last_timestamp.is_some_and(|last| pts[0] <= last) => {
+                return Err(self.contract(format!(
+                    "frame {} is timed {} ticks, not after the frame before it",
+                    chunk.first_frame(),
+                    pts[0]
+                )));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -436,6 +468,7 @@ impl Stream for Tracked {
         match outcome {
             Ok(Some(chunk)) => {
                 this.next_frame = chunk.end_frame();
+                this.last_timestamp = chunk.timestamps().and_then(|t| t.last().copied());
                 this.short_seen = chunk.frames() < this.chunk_frames;
                 this.reporter.advance(chunk.frames() as u64);
                 Poll::Ready(Some(Ok(chunk)))

@@ -356,7 +356,7 @@ pub fn planes<R: Runtime>(
     let bps = format.bytes_per_sample();
     let sizes = format.plane_sizes(width, height);
     // Packed RGB rows are always whole words.
-    let aligned = sizes.iter().all(|(w, _)| (w * bps) % 4 == 0);
+    let aligned = sizes.iter().all(|(w, _)| (w * bps).is_multiple_of(4));
     if !aligned {
         let samples = frames * format.samples_per_frame(width, height);
         // SAFETY: every read is a pixel of a frame below `frames`, every write below

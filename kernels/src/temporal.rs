@@ -251,7 +251,7 @@ mod tests {
         let mut out = Vec::new();
         for n in [1, 2, 3, 7, t] {
             let mut sizes = vec![n; t / n];
-            if t % n != 0 {
+            if !t.is_multiple_of(n) {
                 sizes.push(t % n);
             }
             out.push((format!("chunks of {n}"), sizes));

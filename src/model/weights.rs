@@ -5,10 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
+use safetensors::SafeTensors;
 
 use super::pickle::{self, StorageRef};
 use crate::error::{Error, Result};
@@ -143,16 +145,85 @@ impl WeightFile {
         Ok(Self { path: Arc::new(path.to_path_buf()), map: Arc::new(map), tensors, metadata })
     }
 
+    /// The header is parsed and validated by the `safetensors` crate; the data stays in the map.
     fn index_safetensors(
         path: &Path,
         map: &[u8],
     ) -> Result<(BTreeMap<String, TensorRef>, BTreeMap<String, String>)> {
-        let parsed = parse_safetensors_header(map).map_err(|m| invalid(path, m))?;
-        Ok(parsed)
+        use safetensors::{Dtype, SafeTensorError};
+        let (header_len, header) = SafeTensors::read_metadata(map).map_err(|e| {
+            invalid(
+                path,
+                match e {
+                    SafeTensorError::HeaderTooSmall => "too short for a safetensors file".into(),
+                    SafeTensorError::InvalidHeaderLength => {
+                        "not a safetensors file (its header length runs past the file)".into()
+                    }
+                    SafeTensorError::HeaderTooLarge => {
+                        "not a safetensors file (its header length is over 100 MB)".into()
+                    }
+                    SafeTensorError::MetadataIncompleteBuffer => {
+                        "the safetensors data does not end where the file does (truncated, or bytes \
+                         after the last tensor)"
+                            .into()
+                    }
+                    SafeTensorError::TensorInvalidInfo => {
+                        "a tensor's data_offsets do not match its shape and dtype".into()
+                    }
+                    e @ (SafeTensorError::InvalidHeader(_) | SafeTensorError::InvalidHeaderDeserialization(_)) => {
+                        format!("not a safetensors file ({e})")
+                    }
+                    e => format!("invalid safetensors header: {e}"),
+                },
+            )
+        })?;
+        let data_start = header_len.checked_add(8).ok_or_else(|| invalid(path, "safetensors header too long"))?;
+        let mut tensors = BTreeMap::new();
+        // In file order, so that the first bad tensor reported does not depend on hashing.
+        for name in header.offset_keys() {
+            let Some(info) = header.info(&name) else { continue };
+            let dtype = match info.dtype {
+                Dtype::F32 => DType::F32,
+                Dtype::F16 => DType::F16,
+                Dtype::BF16 => DType::BF16,
+                Dtype::F64 => DType::F64,
+                // Integer tensors (step counters and the like) are not weights; skip them.
+                Dtype::I64 | Dtype::I32 | Dtype::I16 | Dtype::I8 | Dtype::U8 | Dtype::BOOL => continue,
+                other => return Err(invalid(path, format!("tensor {name}: unsupported dtype {other}"))),
+            };
+            // The crate checked these; they are checked again because `tensor` slices the map
+            // with them, which must not rest on another crate's invariants.
+            let (start, end) = info.data_offsets;
+            let needed = info.shape.iter().try_fold(dtype.size(), |a, &d| a.checked_mul(d));
+            let place = data_start
+                .checked_add(start)
+                .zip(end.checked_sub(start))
+                .filter(|&(o, e)| o.checked_add(e).is_some_and(|last| last <= map.len()));
+            match place {
+                Some((offset, extent)) if needed == Some(extent) => {
+                    let shape = info.shape.clone();
+                    let strides = row_major(&shape);
+                    tensors.insert(name, TensorRef { dtype, shape, strides, offset, extent });
+                }
+                _ => {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "tensor {name}: data_offsets [{start}, {end}] do not match shape {:?} {dtype:?} \
+                             in a file of {} bytes",
+                            info.shape,
+                            map.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        let metadata = header.metadata().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok((tensors, metadata))
     }
 
     fn index_pth(path: &Path, map: &[u8]) -> Result<BTreeMap<String, TensorRef>> {
-        let archive = zip_entries(map).map_err(|m| invalid(path, format!("not a readable .pth archive: {m}")))?;
+        let archive = zip_entries(path, map)?;
         let (prefix, pkl) = archive
             .iter()
             .find(|(name, _)| name.ends_with("/data.pkl") || name.as_str() == "data.pkl")
@@ -294,156 +365,207 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)])
     crate::atomic_file::write_atomic(path, &bytes, true)
 }
 
-/// A safetensors header: the tensors by name, and the metadata.
-type Header = (BTreeMap<String, TensorRef>, BTreeMap<String, String>);
-
-/// Parses a safetensors header. Checks every offset.
-fn parse_safetensors_header(bytes: &[u8]) -> std::result::Result<Header, String> {
-    if bytes.len() < 8 {
-        return Err("too short for a safetensors file".into());
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let header_end = usize::try_from(n).ok().and_then(|n| n.checked_add(8)).filter(|&e| e <= bytes.len());
-    let Some(header_end) = header_end else {
-        return Err("not a safetensors file (its header length runs past the file)".into());
-    };
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..header_end])
-        .map_err(|e| format!("not a safetensors file (header: {e})"))?;
-    let entries = header.as_object().ok_or("safetensors header is not an object")?;
-    let data = &bytes[header_end..];
-    let mut tensors = BTreeMap::new();
-    let mut metadata = BTreeMap::new();
-    for (name, entry) in entries {
-        if name == "__metadata__" {
-            for (k, v) in entry.as_object().into_iter().flatten() {
-                if let Some(v) = v.as_str() {
-                    metadata.insert(k.clone(), v.to_string());
-                }
-            }
-            continue;
+/// The entries of a `.pth` zip archive: name → byte range of its data in `map`. The zip crate
+/// reads the central directory; the data is used in place, so compressed or encrypted entries
+/// are refused (PyTorch stores its archives uncompressed).
+fn zip_entries(path: &Path, map: &[u8]) -> Result<BTreeMap<String, Range<usize>>> {
+    let unreadable = |e: zip::result::ZipError| invalid(path, format!("not a readable .pth archive: {e}"));
+    // The archive starts at byte 0 (`index` checked the local header magic there): no searching
+    // for a prefix, so entries' offsets are offsets into the map.
+    let config = zip::read::Config { archive_offset: zip::read::ArchiveOffset::Known(0) };
+    let mut archive = zip::ZipArchive::with_config(config, std::io::Cursor::new(map)).map_err(unreadable)?;
+    let mut out = BTreeMap::new();
+    for i in 0..archive.len() {
+        // Raw: nothing is decompressed; this reads the local header to find the data.
+        let file = archive.by_index_raw(i).map_err(unreadable)?;
+        let name = String::from_utf8_lossy(file.name_raw()).into_owned();
+        if file.encrypted() {
+            return Err(invalid(path, format!("archive entry {name} is encrypted")));
         }
-        let dtype = match entry["dtype"].as_str() {
-            Some("F32") => DType::F32,
-            Some("F16") => DType::F16,
-            Some("BF16") => DType::BF16,
-            Some("F64") => DType::F64,
-            Some(other) => {
-                // Integer tensors (step counters and the like) are not weights; skip them.
-                if ["I64", "I32", "I16", "I8", "U8", "BOOL"].contains(&other) {
-                    continue;
-                }
-                return Err(format!("tensor {name}: unsupported dtype {other}"));
-            }
-            None => return Err(format!("tensor {name}: no dtype")),
-        };
-        let shape: Vec<usize> = entry["shape"]
-            .as_array()
-            .ok_or_else(|| format!("tensor {name}: no shape"))?
-            .iter()
-            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| format!("tensor {name}: bad shape"))?;
-        let offsets = entry["data_offsets"]
-            .as_array()
-            .filter(|o| o.len() == 2)
-            .and_then(|o| Some((o[0].as_u64()? as usize, o[1].as_u64()? as usize)))
-            .ok_or_else(|| format!("tensor {name}: bad data_offsets"))?;
-        let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        let bytes_needed = count.and_then(|c| c.checked_mul(dtype.size()));
-        if offsets.0 > offsets.1 || offsets.1 > data.len() || bytes_needed != Some(offsets.1 - offsets.0) {
-            return Err(format!(
-                "tensor {name}: data_offsets {offsets:?} do not match shape {shape:?} {dtype:?} \
-                 in {} data bytes",
-                data.len()
+        if file.compression() != zip::CompressionMethod::Stored {
+            return Err(invalid(
+                path,
+                format!(
+                    "archive entry {name} is compressed ({}); PyTorch writes its archives uncompressed",
+                    file.compression()
+                ),
             ));
         }
-        let strides = row_major(&shape);
-        tensors.insert(
-            name.clone(),
-            TensorRef { dtype, shape, strides, offset: header_end + offsets.0, extent: offsets.1 - offsets.0 },
-        );
-    }
-    Ok((tensors, metadata))
-}
-
-/// The stored entries of a zip archive: name → byte range of its data. Compressed entries are
-/// refused (PyTorch stores its archives uncompressed).
-fn zip_entries(bytes: &[u8]) -> std::result::Result<BTreeMap<String, std::ops::Range<usize>>, String> {
-    let u16_at = |at: usize| -> Option<usize> { Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize) };
-    let u32_at = |at: usize| -> Option<usize> { Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize) };
-    // The end-of-central-directory record sits in the last 64 KiB + 22 bytes.
-    let search_from = bytes.len().saturating_sub(65_536 + 22);
-    let eocd = (search_from..bytes.len().saturating_sub(21))
-        .rev()
-        .find(|&i| bytes[i..i + 4] == *b"PK\x05\x06")
-        .ok_or("no end of central directory")?;
-    let mut entries_total = u16_at(eocd + 10).ok_or("truncated")?;
-    let mut dir = u32_at(eocd + 16).ok_or("truncated")?;
-    if dir == 0xFFFF_FFFF || entries_total == 0xFFFF {
-        // Zip64: the locator just before the record points at the zip64 record.
-        let locator = eocd.checked_sub(20).filter(|&l| bytes[l..l + 4] == *b"PK\x06\x07").ok_or("bad zip64 locator")?;
-        let record = u64::from_le_bytes(bytes[locator + 8..locator + 16].try_into().map_err(|_| "truncated")?) as usize;
-        if bytes.get(record..record + 4) != Some(b"PK\x06\x06") {
-            return Err("bad zip64 record".into());
-        }
-        let read64 = |at: usize| -> std::result::Result<usize, String> {
-            Ok(u64::from_le_bytes(bytes.get(at..at + 8).ok_or("truncated")?.try_into().map_err(|_| "truncated")?) as usize)
-        };
-        entries_total = read64(record + 32)?;
-        dir = read64(record + 48)?;
-    }
-    let mut out = BTreeMap::new();
-    let mut at = dir;
-    for _ in 0..entries_total {
-        if bytes.get(at..at + 4) != Some(b"PK\x01\x02") {
-            return Err("bad central directory".into());
-        }
-        let method = u16_at(at + 10).ok_or("truncated")?;
-        let mut compressed = u32_at(at + 20).ok_or("truncated")?;
-        let name_len = u16_at(at + 28).ok_or("truncated")?;
-        let extra_len = u16_at(at + 30).ok_or("truncated")?;
-        let comment_len = u16_at(at + 32).ok_or("truncated")?;
-        let mut local = u32_at(at + 42).ok_or("truncated")?;
-        let name = bytes.get(at + 46..at + 46 + name_len).ok_or("truncated")?;
-        let name = String::from_utf8_lossy(name).into_owned();
-        // Zip64 sizes and offsets live in the extra field.
-        let extra = bytes.get(at + 46 + name_len..at + 46 + name_len + extra_len).ok_or("truncated")?;
-        let mut e = 0;
-        while e + 4 <= extra.len() {
-            let id = u16::from_le_bytes([extra[e], extra[e + 1]]);
-            let len = u16::from_le_bytes([extra[e + 2], extra[e + 3]]) as usize;
-            if id == 1 {
-                let mut field = e + 4;
-                let mut next = || -> Option<usize> {
-                    let v = u64::from_le_bytes(extra.get(field..field + 8)?.try_into().ok()?) as usize;
-                    field += 8;
-                    Some(v)
-                };
-                let uncompressed_is_64 = u32_at(at + 24) == Some(0xFFFF_FFFF);
-                if uncompressed_is_64 {
-                    next();
-                }
-                if compressed == 0xFFFF_FFFF {
-                    compressed = next().ok_or("bad zip64 field")?;
-                }
-                if local == 0xFFFF_FFFF {
-                    local = next().ok_or("bad zip64 field")?;
-                }
-            }
-            e += 4 + len;
-        }
-        if method != 0 {
-            return Err(format!("{name} is compressed (method {method}); PyTorch archives are stored"));
-        }
-        if bytes.get(local..local + 4) != Some(b"PK\x03\x04") {
-            return Err(format!("{name}: bad local header"));
-        }
-        let local_name = u16_at(local + 26).ok_or("truncated")?;
-        let local_extra = u16_at(local + 28).ok_or("truncated")?;
-        let start = local + 30 + local_name + local_extra;
-        let end = start.checked_add(compressed).filter(|&e| e <= bytes.len()).ok_or("entry past the end")?;
-        out.insert(name, start..end);
-        at += 46 + name_len + extra_len + comment_len;
+        let start = file.data_start().and_then(|s| usize::try_from(s).ok());
+        let size = usize::try_from(file.compressed_size()).ok();
+        let range = start.zip(size).and_then(|(s, n)| Some(s..s.checked_add(n)?)).filter(|r| r.end <= map.len());
+        let range = range.ok_or_else(|| invalid(path, format!("archive entry {name} runs past the end of the file")))?;
+        out.insert(name, range);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+            }
+        }
+        !crc
+    }
+
+    /// A zip of `(name, method, data)` entries, written by hand so that tests can break it.
+    fn zip(entries: &[(&str, u16, &[u8])]) -> Vec<u8> {
+        let (mut out, mut central) = (Vec::new(), Vec::new());
+        for &(name, method, data) in entries {
+            let local = out.len() as u32;
+            let (crc, size, name_len) = (crc32(data), data.len() as u32, name.len() as u16);
+            out.extend(b"PK\x03\x04");
+            out.extend(20u16.to_le_bytes()); // version needed
+            out.extend([0u8; 2]); // flags
+            out.extend(method.to_le_bytes());
+            out.extend([0u8; 4]); // time, date
+            for v in [crc, size, size] {
+                out.extend(v.to_le_bytes());
+            }
+            out.extend(name_len.to_le_bytes());
+            out.extend([0u8; 2]); // extra length
+            out.extend(name.as_bytes());
+            out.extend(data);
+            central.extend(b"PK\x01\x02");
+            central.extend([20, 3, 20, 0, 0, 0]); // made by, needed, flags
+            central.extend(method.to_le_bytes());
+            central.extend([0u8; 4]);
+            for v in [crc, size, size] {
+                central.extend(v.to_le_bytes());
+            }
+            central.extend(name_len.to_le_bytes());
+            central.extend([0u8; 12]); // extra, comment, disk, attributes
+            central.extend(local.to_le_bytes());
+            central.extend(name.as_bytes());
+        }
+        let (dir, dir_len, count) = (out.len() as u32, central.len() as u32, entries.len() as u16);
+        out.extend(central);
+        out.extend(b"PK\x05\x06");
+        out.extend([0u8; 4]); // disk numbers
+        out.extend(count.to_le_bytes());
+        out.extend(count.to_le_bytes());
+        out.extend(dir_len.to_le_bytes());
+        out.extend(dir.to_le_bytes());
+        out.extend([0u8; 2]); // comment length
+        out
+    }
+
+    /// `{"w": tensor}` with a float storage `0` viewed as `shape` with `strides`.
+    fn state_dict_pickle(shape: [u8; 2], strides: [u8; 2]) -> Vec<u8> {
+        let mut p = vec![0x80, 2];
+        p.extend(b"ccollections\nOrderedDict\n)R");
+        p.extend([0x8c, 1, b'w']);
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        p.extend([b'(', 0x8c, 7]);
+        p.extend(b"storage");
+        p.extend(b"ctorch\nFloatStorage\n");
+        p.extend([0x8c, 1, b'0', 0x8c, 3, b'c', b'p', b'u', b'K', 4, b't', b'Q']);
+        p.extend([b'K', 0, b'K', shape[0], b'K', shape[1], 0x86, b'K', strides[0], b'K', strides[1], 0x86]);
+        p.extend([0x89, b't', b'R', b's', b'.']);
+        p
+    }
+
+    fn floats(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    fn error(bytes: Vec<u8>) -> String {
+        WeightFile::from_bytes("hostile.bin", bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_stored_pth_loads_in_place() {
+        let pickle = state_dict_pickle([2, 2], [1, 2]);
+        let data = floats(&[1.0, 2.0, 3.0, 4.0]);
+        let bytes = zip(&[("archive/data.pkl", 0, &pickle), ("archive/data/0", 0, &data)]);
+        let file = WeightFile::from_bytes("ok.pth", bytes).unwrap();
+        // Column-major strides: read transposed.
+        assert_eq!(file.tensor("w").unwrap(), Tensor { shape: vec![2, 2], data: vec![1.0, 3.0, 2.0, 4.0] });
+    }
+
+    #[test]
+    fn a_zip_pointing_past_its_end_is_refused() {
+        let pickle = state_dict_pickle([2, 2], [2, 1]);
+        let data = floats(&[1.0, 2.0, 3.0, 4.0]);
+        let good = zip(&[("archive/data.pkl", 0, &pickle), ("archive/data/0", 0, &data)]);
+        // The central directory's offset, in the end record, past the end of the file.
+        let mut bytes = good.clone();
+        let at = bytes.len() - 6;
+        bytes[at..at + 4].copy_from_slice(&0x7FFF_0000u32.to_le_bytes());
+        let err = error(bytes);
+        assert!(err.contains("hostile.bin") && err.contains("not a readable .pth archive"), "{err}");
+        // The storage's size, in its central directory entry, past the end of the file.
+        let mut bytes = good.clone();
+        let dir = u32::from_le_bytes(bytes[bytes.len() - 6..bytes.len() - 2].try_into().unwrap()) as usize;
+        let second = dir + 46 + "archive/data.pkl".len();
+        bytes[second + 20..second + 28].copy_from_slice(&[0xF0, 0xFF, 0xFF, 0x7F, 0xF0, 0xFF, 0xFF, 0x7F]);
+        let err = error(bytes);
+        assert!(err.contains("hostile.bin") && err.contains("archive/data/0"), "{err}");
+        // A truncated archive.
+        let err = error(good[..good.len() - 30].to_vec());
+        assert!(err.contains("not a readable .pth archive"), "{err}");
+    }
+
+    #[test]
+    fn a_compressed_entry_is_refused_by_name() {
+        let pickle = state_dict_pickle([2, 2], [2, 1]);
+        let data = floats(&[1.0, 2.0, 3.0, 4.0]);
+        let err = error(zip(&[("archive/data.pkl", 8, &pickle), ("archive/data/0", 0, &data)]));
+        assert!(err.contains("hostile.bin") && err.contains("archive/data.pkl is compressed (Deflated)"), "{err}");
+    }
+
+    /// A safetensors file: the header JSON as given, then `data`.
+    fn safetensors(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(data);
+        bytes
+    }
+
+    #[test]
+    fn safetensors_headers_are_read_with_metadata_and_dtypes() {
+        let header = r#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},
+            "steps":{"dtype":"I64","shape":[],"data_offsets":[4,12]},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#;
+        let mut data = [half::f16::from_f32(0.5).to_le_bytes(), half::f16::from_f32(-2.0).to_le_bytes()].concat();
+        data.extend(7i64.to_le_bytes());
+        data.extend(3.0f32.to_le_bytes());
+        let file = WeightFile::from_bytes("ok.safetensors", safetensors(header, &data)).unwrap();
+        assert_eq!(file.names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(file.tensor("a").unwrap().data, [0.5, -2.0]);
+        assert_eq!(file.tensor("b").unwrap(), Tensor { shape: vec![1], data: vec![3.0] });
+        assert_eq!(file.metadata().get("format").map(String::as_str), Some("pt"));
+        let err = error(safetensors(r#"{"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}"#, &[0, 0]));
+        assert!(err.contains("tensor a: unsupported dtype F8_E4M3"), "{err}");
+    }
+
+    #[test]
+    fn safetensors_offsets_past_the_end_are_refused() {
+        let err = error(safetensors(r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, &[0; 8]));
+        assert!(err.contains("hostile.bin") && err.contains("does not end where the file does"), "{err}");
+        let huge = r#"{"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,18446744073709551615]}}"#;
+        assert!(error(safetensors(huge, &[0; 8])).contains("hostile.bin"));
+        // Overlapping tensors, and a shape that does not match the offsets.
+        let overlap = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        assert!(error(safetensors(overlap, &[0; 4])).contains("invalid offset for tensor"));
+        let short = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+        assert!(error(safetensors(short, &[0; 8])).contains("do not match its shape"));
+    }
+
+    #[test]
+    fn safetensors_header_lengths_past_the_file_are_refused() {
+        let mut bytes = safetensors("{}", &[]);
+        bytes[..8].copy_from_slice(&1000u64.to_le_bytes());
+        let err = error(bytes.clone());
+        assert!(err.contains("hostile.bin") && err.contains("header length runs past the file"), "{err}");
+        bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(error(bytes).contains("over 100 MB"));
+        assert!(error(vec![1, 2, 3]).contains("too short"));
+    }
 }

@@ -53,7 +53,7 @@ impl SinkRun {
     pub fn open<S: Source + ?Sized>(name: &str, source: &S, request: &OpenRequest) -> Result<Self> {
         request.validate()?;
         let info = source.info()?;
-        let reporter = request.start_stage(name, info.total_frames);
+        let reporter = request.start_stage(name, info.progress_frames());
         let stream = source.open(request);
         Ok(Self { stream, reporter, info, started: Instant::now() })
     }

@@ -80,7 +80,7 @@ impl Source for ImageBatch {
 
     fn info(&self) -> Result<StreamInfo> {
         let [frames, height, width, channels] = self.shape();
-        Ok(StreamInfo { width, height, channels, fps: self.fps, total_frames: Some(frames as u64) })
+        Ok(StreamInfo::new(width, height, channels, self.fps, Some(frames as u64)))
     }
 
     fn stream(&self, request: &OpenRequest) -> FrameStream {

@@ -150,13 +150,7 @@ impl Source for LtxVaeDecode {
     fn info(&self) -> Result<StreamInfo> {
         self.check()?;
         let (width, height, frames, _) = self.geometry();
-        Ok(StreamInfo {
-            width,
-            height,
-            channels: self.vae.config().out_channels,
-            fps: self.fps,
-            total_frames: Some(frames as u64),
-        })
+        Ok(StreamInfo::new(width, height, self.vae.config().out_channels, self.fps, Some(frames as u64)))
     }
 
     fn stream(&self, request: &OpenRequest) -> FrameStream {

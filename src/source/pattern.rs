@@ -50,13 +50,7 @@ impl Source for TestPattern {
     }
 
     fn info(&self) -> Result<StreamInfo> {
-        Ok(StreamInfo {
-            width: self.width,
-            height: self.height,
-            channels: 3,
-            fps: self.fps,
-            total_frames: Some(self.frames),
-        })
+        Ok(StreamInfo::new(self.width, self.height, 3, self.fps, Some(self.frames)))
     }
 
     fn stream(&self, request: &OpenRequest) -> FrameStream {

@@ -12,8 +12,11 @@ use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
 use crate::video::{Probe, decoder_spawn};
 
 /// A video file. Each open decodes it from the start on a thread of its own (two chunks are
-/// decoded ahead at most); the frame rate and count come from the container when it has
-/// them, and a rotation in the file's display matrix is applied to the frames.
+/// decoded ahead at most) and gives exactly the frames FFmpeg presents: edit lists applied,
+/// B-frames in display order, each frame with the file's timestamp (a variable-rate file
+/// keeps its timing), a rotation in the display matrix applied, 10- and 12-bit samples and
+/// alpha kept. The container's frame count is only an estimate for progress; interlaced
+/// pictures are decoded as woven fields (see [`interlaced`](Self::interlaced)).
 #[derive(Clone, Debug)]
 pub struct VideoFile {
     path: Arc<PathBuf>,
@@ -37,8 +40,15 @@ impl VideoFile {
         self.probe.packed.quarter_turns
     }
 
+    /// The nominal (average) frame rate.
     pub fn fps(&self) -> Rational {
         self.probe.fps
+    }
+
+    /// Whether the stream holds interlaced pictures. They are decoded as FFmpeg decodes them,
+    /// both fields woven into each frame, not deinterlaced.
+    pub fn interlaced(&self) -> bool {
+        self.probe.interlaced
     }
 }
 
@@ -51,11 +61,9 @@ impl Source for VideoFile {
         let p = &*self.probe;
         let (width, height) = p.packed.output_size(p.width, p.height);
         Ok(StreamInfo {
-            width,
-            height,
-            channels: p.packed.channels as usize,
-            fps: p.fps,
-            total_frames: p.frames,
+            estimated_frames: p.estimated_frames,
+            time_base: Some(p.time_base),
+            ..StreamInfo::new(width, height, p.packed.channels as usize, p.fps, None)
         })
     }
 
@@ -66,6 +74,14 @@ impl Source for VideoFile {
         let (width, height) = (probe.width, probe.height);
         let (out_w, out_h) = probe.packed.output_size(width, height);
         let channels = probe.packed.channels as usize;
+        if probe.interlaced {
+            request.emit(crate::EventKind::Info {
+                message: format!(
+                    "{}: interlaced; frames are decoded with both fields woven, not deinterlaced",
+                    path.display()
+                ),
+            });
+        }
         Box::pin(async_stream::try_stream! {
             let mut chunks = decoder_spawn((*path).clone(), (*probe).clone(), chunk_frames)?;
             let mut first = 0u64;
@@ -80,7 +96,8 @@ impl Source for VideoFile {
                 with_client!(device, client => {
                     unpack(client, &packed, (host.frames, height, width), probe.packed, &out)
                 });
-                yield Chunk::new(&device, out, [host.frames, out_h, out_w, channels], first)?;
+                yield Chunk::new(&device, out, [host.frames, out_h, out_w, channels], first)?
+                    .with_timestamps(host.timestamps)?;
                 first += host.frames as u64;
             }
         })

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::stream::{FrameStream, OpenRequest, Stage, StreamInfo};
 
 /// Applies `f` to every chunk. The closure keeps the frame count and numbering; the frame
-/// size must match the stream's (checked when the chunk leaves the stage).
+/// size must match the stream's (checked when the chunk leaves the stage). A chunk returned
+/// without timestamps gets those of the chunk it was made from.
 pub struct Map<F> {
     name: String,
     f: Arc<F>,
@@ -37,6 +38,7 @@ where
         Box::pin(upstream.map(move |chunk| {
             let chunk = chunk?;
             let (first, frames) = (chunk.first_frame(), chunk.frames());
+            let timestamps: Option<Arc<[i64]>> = chunk.timestamps().map(Into::into);
             let out = f(chunk)?;
             if out.first_frame() != first || out.frames() != frames {
                 return Err(Error::Contract {
@@ -49,7 +51,10 @@ where
                     ),
                 });
             }
-            Ok(out)
+            match timestamps {
+                Some(t) if out.timestamps().is_none() => out.with_timestamps(t),
+                _ => Ok(out),
+            }
         }))
     }
 }

@@ -7,7 +7,6 @@ use framestream_kernels::resize::{resize, ResizePlan};
 
 pub use framestream_kernels::resize::Filter;
 
-use crate::chunk::Chunk;
 use crate::device::with_client;
 use crate::error::{Error, Result};
 use crate::stream::{FrameStream, OpenRequest, Stage, StreamInfo};
@@ -90,7 +89,7 @@ impl Stage for Resize {
             let frames = chunk.frames();
             let out = device.alloc_frames(frames, out_w * out_h * c, plan.chunk_frames)?;
             with_client!(device, client => resize(client, &plan, chunk.buffer(), frames, &out));
-            Chunk::new(&device, out, [frames, out_h, out_w, c], chunk.first_frame())
+            chunk.with_pixels(out, [out_h, out_w, c])
         }))
     }
 }

@@ -164,15 +164,14 @@ impl Stage for Upscale {
             Kind::Resample(r) => r.info(upstream),
             Kind::Model(model, tiling) => {
                 channels(model, upstream.channels)?;
-                if let Some(t) = tiling.tile {
-                    if t < 4 || t <= 2 * tiling.overlap {
+                if let Some(t) = tiling.tile
+                    && (t < 4 || t <= 2 * tiling.overlap) {
                         return Err(Error::config(format!(
                             "tile {t} with overlap {}: tiles need more than twice the overlap \
                              and at least 4 pixels",
                             tiling.overlap
                         )));
                     }
-                }
                 let s = model.scale();
                 Ok(StreamInfo { width: upstream.width * s, height: upstream.height * s, ..upstream.clone() })
             }
@@ -192,9 +191,9 @@ impl Stage for Upscale {
             while let Some(chunk) = upstream.next().await {
                 let chunk = chunk?;
                 let out = runner.run(&device, &chunk)?;
-                let [n, h, w, c] = chunk.shape();
+                let [_, h, w, c] = chunk.shape();
                 let s = runner.scale;
-                yield Chunk::new(&device, out, [n, h * s, w * s, c], chunk.first_frame())?;
+                yield chunk.with_pixels(out, [h * s, w * s, c])?;
             }
         })
     }

@@ -12,6 +12,10 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::stream::Rational;
 
+/// The largest frame side taken (16K): larger sizes in a header are damage or hostility, and
+/// a chunk of them would not fit in memory.
+const MAX_SIDE: usize = 16384;
+
 /// What a file holds, read once when the source is made.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Probe {
@@ -20,18 +24,26 @@ pub(crate) struct Probe {
     pub width: usize,
     pub height: usize,
     pub fps: Rational,
-    /// The container's frame count, when it stores one.
-    pub frames: Option<u64>,
+    /// The frame count the header suggests (edit lists and damaged headers make it wrong).
+    pub estimated_frames: Option<u64>,
+    /// Seconds a tick of the stream's timestamps.
+    pub time_base: Rational,
     /// Stream ticks per frame when the stream says its rate is constant.
     pub frame_ticks: Option<f64>,
+    /// The decoder to use instead of FFmpeg's default for the codec (VP8/VP9 with alpha:
+    /// only libvpx decodes the alpha plane).
+    pub decoder: Option<&'static str>,
+    /// The stream holds interlaced pictures (decoded as woven fields).
+    pub interlaced: bool,
     /// How the decoded frames are packed, and the clockwise quarter turns to apply.
     pub packed: PackedFormat,
 }
 
-/// Frames ready for the device: `frames` packed frames.
+/// Frames ready for the device: `frames` packed frames and their timestamps.
 pub(crate) struct HostChunk {
     pub bytes: Vec<u8>,
     pub frames: usize,
+    pub timestamps: Vec<i64>,
 }
 
 fn ff_error(path: &Path, frame: Option<u64>, what: &str, e: ffmpeg::Error) -> Error {
@@ -98,6 +110,13 @@ impl Probe {
         if width == 0 || height == 0 {
             return Err(Error::video(path, None, "the video stream has no frame size"));
         }
+        if width > MAX_SIDE || height > MAX_SIDE {
+            return Err(Error::video(
+                path,
+                None,
+                format!("frames of {width}x{height} are larger than {MAX_SIDE} pixels a side"),
+            ));
+        }
         let rate = |r: ffmpeg::Rational| {
             (r.numerator() > 0 && r.denominator() > 0)
                 .then(|| Rational::new(r.numerator() as u32, r.denominator() as u32).ok())
@@ -105,22 +124,49 @@ impl Probe {
         };
         let (average, nominal) = (rate(stream.avg_frame_rate()), rate(stream.rate()));
         let fps = average.or(nominal).unwrap_or_default();
-        let time_base = f64::from(stream.time_base());
-        let frame_ticks = (average.is_some() && average == nominal && time_base > 0.0)
-            .then(|| 1.0 / (fps.as_f64() * time_base));
+        let time_base = rate(stream.time_base()).unwrap_or(Rational { num: fps.den, den: fps.num });
+        let seconds = |ticks: i64, base: f64| (ticks > 0).then_some(ticks as f64 * base);
+        let duration = seconds(stream.duration(), time_base.as_f64())
+            .or_else(|| seconds(input.duration(), 1.0 / f64::from(ffmpeg::ffi::AV_TIME_BASE)));
+        // The presented duration counts what edit lists trim; the header count does not.
+        let estimated_frames = duration
+            .map(|d| (d * fps.as_f64()).round() as u64)
+            .or(u64::try_from(stream.frames()).ok())
+            .filter(|&n| n > 0);
+        let frame_ticks = (average.is_some() && average == nominal)
+            .then(|| 1.0 / (fps.as_f64() * time_base.as_f64()));
         let turns = stream
             .side_data()
             .find(|d| d.kind() == codec::packet::side_data::Type::DisplayMatrix)
             .map(|d| quarter_turns(d.data()))
             .unwrap_or(0);
-        let (_, channels, bytes_per_sample) = packed_layout(decoder.format());
+        let alpha_decoder = match decoder.id() {
+            codec::Id::VP9 => Some("libvpx-vp9"),
+            codec::Id::VP8 => Some("libvpx"),
+            _ => None,
+        }
+        .filter(|_| stream.metadata().get("alpha_mode") == Some("1"))
+        .filter(|name| ffmpeg::decoder::find_by_name(name).is_some());
+        let (_, mut channels, bytes_per_sample) = packed_layout(decoder.format());
+        if alpha_decoder.is_some() {
+            channels = 4;
+        }
+        // SAFETY: the parameters outlive the read of one field.
+        let field_order = unsafe { (*stream.parameters().as_ptr()).field_order };
+        let interlaced = !matches!(
+            field_order,
+            ffmpeg::ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE | ffmpeg::ffi::AVFieldOrder::AV_FIELD_UNKNOWN
+        );
         Ok(Self {
             stream: stream.index(),
             width,
             height,
             fps,
-            frames: u64::try_from(stream.frames()).ok().filter(|&n| n > 0),
+            estimated_frames,
+            time_base,
             frame_ticks,
+            decoder: alpha_decoder,
+            interlaced,
             packed: PackedFormat { channels, bytes_per_sample, quarter_turns: turns },
         })
     }
@@ -169,8 +215,11 @@ impl Decode<'_> {
         options.set("threads", "auto");
         // Damaged data is an error, not a concealed picture.
         options.set("err_detect", "crccheck+bitstream+buffer+explode");
-        let codec = ffmpeg::decoder::find(parameters.id())
-            .ok_or_else(|| Error::video(path, None, format!("no decoder for {:?}", parameters.id())))?;
+        let codec = match self.probe.decoder {
+            Some(name) => ffmpeg::decoder::find_by_name(name),
+            None => ffmpeg::decoder::find(parameters.id()),
+        }
+        .ok_or_else(|| Error::video(path, None, format!("no decoder for {:?}", parameters.id())))?;
         let mut decoder = codec::context::Context::from_parameters(parameters)
             .and_then(|c| c.decoder().open_as_with(codec, options))
             .and_then(|d| d.video())
@@ -198,14 +247,8 @@ impl Decode<'_> {
         if self.receive(&mut decoder, &mut state)?.is_err() {
             return Ok(());
         }
-        if let Some(expected) = self.probe.frames {
-            if state.decoded < expected {
-                return Err(Error::video(
-                    path,
-                    Some(state.decoded),
-                    format!("the file ends after {} of its {expected} frames (truncated?)", state.decoded),
-                ));
-            }
+        if state.decoded == 0 {
+            return Err(Error::video(path, None, "the video stream holds no frame"));
         }
         if state.pending > 0 {
             let _ = self.send(&mut state);
@@ -229,13 +272,6 @@ impl Decode<'_> {
             }
             state.check_timestamp(&decoded, self.probe.frame_ticks, self.path)?;
             state.append(&decoded, self.path)?;
-            if self.probe.frames.is_some_and(|n| state.decoded > n) {
-                return Err(Error::video(
-                    self.path,
-                    Some(state.decoded - 1),
-                    "more frames than the container announces",
-                ));
-            }
             if state.pending == self.chunk_frames && self.send(state).is_err() {
                 return Ok(Err(Closed));
             }
@@ -244,7 +280,11 @@ impl Decode<'_> {
     }
 
     fn send(&mut self, state: &mut Frames) -> std::result::Result<(), Closed> {
-        let chunk = HostChunk { bytes: std::mem::take(&mut state.bytes), frames: state.pending };
+        let chunk = HostChunk {
+            bytes: std::mem::take(&mut state.bytes),
+            frames: state.pending,
+            timestamps: std::mem::take(&mut state.timestamps),
+        };
         state.pending = 0;
         self.sender.blocking_send(Ok(chunk)).map_err(|_| Closed)
     }
@@ -261,7 +301,13 @@ struct Frames {
     bytes: Vec<u8>,
     pending: usize,
     decoded: u64,
+    /// The file's timestamp of the last frame, for the damage check.
     last_timestamp: Option<i64>,
+    /// Timestamps of the pending frames, as they leave: increasing, none missing.
+    timestamps: Vec<i64>,
+    last_given: Option<i64>,
+    /// Ticks a frame lasts, for frames the file does not time.
+    frame_step: i64,
 }
 
 impl Frames {
@@ -281,19 +327,37 @@ impl Frames {
             row_bytes,
             width: probe.width as u32,
             height: probe.height as u32,
-            bytes: Vec::with_capacity(chunk_frames * row_bytes * probe.height),
+            // One frame reserved: the chunk grows as frames arrive, so a damaged header's size
+            // costs nothing before a frame is decoded.
+            bytes: Vec::with_capacity(row_bytes * probe.height),
             pending: 0,
             decoded: 0,
             last_timestamp: None,
+            timestamps: Vec::with_capacity(chunk_frames),
+            last_given: None,
+            frame_step: (1.0 / (probe.fps.as_f64() * probe.time_base.as_f64())).round().max(1.0) as i64,
         }
+    }
+
+    /// The frame's timestamp as it leaves: the file's (FFmpeg's best effort), one frame after
+    /// the last when the file has none, and never at or before the last (as players show them).
+    fn timestamp(&mut self, decoded: &frame::Video) -> i64 {
+        let given = match (decoded.timestamp(), self.last_given) {
+            (Some(t), Some(last)) if t > last => t,
+            (Some(t), None) => t,
+            (_, Some(last)) => last.saturating_add(if decoded.timestamp().is_some() { 1 } else { self.frame_step }),
+            (None, None) => 0,
+        };
+        self.last_given = Some(given);
+        given
     }
 
     /// In a constant-rate stream a jump of more than a frame and a half means frames were
     /// lost to damaged data the demuxer skipped.
     fn check_timestamp(&mut self, decoded: &frame::Video, frame_ticks: Option<f64>, path: &Path) -> Result<()> {
         let Some(now) = decoded.timestamp() else { return Ok(()) };
-        if let (Some(last), Some(ticks)) = (self.last_timestamp, frame_ticks) {
-            if (now - last) as f64 > 1.5 * ticks {
+        if let (Some(last), Some(ticks)) = (self.last_timestamp, frame_ticks)
+            && (now - last) as f64 > 1.5 * ticks {
                 let missing = ((now - last) as f64 / ticks).round() as u64 - 1;
                 return Err(Error::video(
                     path,
@@ -301,7 +365,6 @@ impl Frames {
                     format!("about {missing} frames are missing before this one (damaged data)"),
                 ));
             }
-        }
         self.last_timestamp = Some(now);
         Ok(())
     }
@@ -333,6 +396,8 @@ impl Frames {
         for y in 0..self.height as usize {
             self.bytes.extend_from_slice(&data[y * stride..y * stride + self.row_bytes]);
         }
+        let timestamp = self.timestamp(decoded);
+        self.timestamps.push(timestamp);
         self.pending += 1;
         self.decoded += 1;
         Ok(())

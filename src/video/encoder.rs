@@ -2,11 +2,13 @@
 //! alongside, and on `Finish` drains the encoder, writes the trailer, syncs and publishes the
 //! file. Any other end (an error, a dropped channel, a panic) drops the partial file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next::{self as ffmpeg, Dictionary, Packet, codec, color, encoder, format, frame, media};
 use tokio::sync::{mpsc, oneshot};
 
+use super::pacing::{Emit, Pacer};
 use super::{Container, PixelFormat, ff_rational};
 use crate::atomic_file::PartialPath;
 use crate::error::{Error, Result};
@@ -20,7 +22,12 @@ pub(crate) struct EncoderSpec {
     pub pixel_format: PixelFormat,
     pub width: usize,
     pub height: usize,
-    pub fps: Rational,
+    /// Seconds a tick of the frames' timestamps.
+    pub time_base: Rational,
+    /// The rate the frames nominally have (the last frame lasts one frame of it).
+    pub nominal: Rational,
+    /// A constant rate to resample to, or `None` to keep the timestamps.
+    pub resample_to: Option<Rational>,
     pub crf: Option<u32>,
     pub preset: Option<String>,
     pub bitrate: Option<u64>,
@@ -31,8 +38,8 @@ pub(crate) struct EncoderSpec {
 }
 
 pub(crate) enum Command {
-    /// Planar samples of `frames` consecutive frames.
-    Frames { samples: Vec<u8>, frames: usize },
+    /// Planar samples of `frames` consecutive frames, and their timestamps.
+    Frames { samples: Vec<u8>, frames: usize, timestamps: Vec<i64> },
     /// No more frames: finish and publish the file.
     Finish,
 }
@@ -74,9 +81,11 @@ fn run(
     }
     while let Some(command) = commands.blocking_recv() {
         let result = match command {
-            Command::Frames { samples, frames } => encoder.encode(&samples, frames, &spec),
+            Command::Frames { samples, frames, timestamps } => {
+                encoder.encode(&samples, frames, &timestamps, &spec)
+            }
             Command::Finish => {
-                let result = encoder.finish().and_then(|()| {
+                let result = encoder.finish(&spec).and_then(|()| {
                     sync(spec.output.partial())?;
                     spec.output.commit_blocking()
                 });
@@ -111,12 +120,24 @@ struct AudioCopy {
     ended: bool,
 }
 
+/// The longest a resampled frame may be repeated: longer means a broken timestamp.
+const MAX_REPEAT_SECONDS: u64 = 3600;
+
 struct Encoder {
     output: format::context::Output,
     encoder: encoder::Video,
     encoder_time_base: ffmpeg::Rational,
     stream_time_base: ffmpeg::Rational,
+    pacer: Pacer,
+    /// The frame waiting for the next one's timestamp, and its index.
+    held: Option<(frame::Video, u64)>,
+    /// Frames received, frames sent to the encoder.
+    frames_in: u64,
     frames_written: u64,
+    /// Durations of the frames sent, by timestamp, until their packets come out.
+    durations: BTreeMap<i64, i64>,
+    /// Seconds of video sent to the encoder (the audio is copied up to it).
+    until: f64,
     audio: Option<AudioCopy>,
     target: PathBuf,
 }
@@ -152,12 +173,18 @@ impl Encoder {
             .encoder()
             .video()
             .map_err(|e| fail("creating the encoder", e))?;
-        let time_base = ffmpeg::Rational::new(spec.fps.den as i32, spec.fps.num as i32);
+        // Resampled frames count slots of the constant rate; the others keep their ticks.
+        let rate = spec.resample_to.unwrap_or(spec.nominal);
+        let time_base = match spec.resample_to {
+            Some(rate) => Rational { num: rate.den, den: rate.num },
+            None => spec.time_base,
+        };
+        let time_base = ff_rational(time_base);
         video.set_width(spec.width as u32);
         video.set_height(spec.height as u32);
         video.set_format(spec.pixel_format.ffmpeg());
         video.set_time_base(time_base);
-        video.set_frame_rate(Some(ff_rational(spec.fps)));
+        video.set_frame_rate(Some(ff_rational(rate)));
         if spec.pixel_format.is_rgb() {
             video.set_colorspace(color::Space::RGB);
             video.set_color_range(color::Range::JPEG);
@@ -200,8 +227,8 @@ impl Encoder {
         let mut stream = output.add_stream(codec).map_err(|e| fail("adding the video stream", e))?;
         stream.set_parameters(&encoder);
         stream.set_time_base(time_base);
-        stream.set_avg_frame_rate(ff_rational(spec.fps));
-        stream.set_rate(ff_rational(spec.fps));
+        stream.set_avg_frame_rate(ff_rational(rate));
+        stream.set_rate(ff_rational(rate));
         let video_index = stream.index();
 
         let audio = match &spec.audio_from {
@@ -219,11 +246,10 @@ impl Encoder {
             if !listed(codec.id()) {
                 unlisted.push(format!("{} video", spec.encoder));
             }
-            if let Some((a, _)) = &audio {
-                if !listed(a.codec) {
+            if let Some((a, _)) = &audio
+                && !listed(a.codec) {
                     unlisted.push(format!("{:?} audio", a.codec));
                 }
-            }
             return Err(match unlisted.is_empty() {
                 true => fail("writing the header", e),
                 false => Error::video(
@@ -243,7 +269,12 @@ impl Encoder {
             encoder,
             encoder_time_base: time_base,
             stream_time_base,
+            pacer: Pacer::new(spec.time_base, spec.nominal, spec.resample_to),
+            held: None,
+            frames_in: 0,
             frames_written: 0,
+            durations: BTreeMap::new(),
+            until: 0.0,
             audio,
             target,
         })
@@ -283,16 +314,18 @@ impl Encoder {
         Ok((copy, output_stream))
     }
 
-    /// Encodes `frames` frames of planar samples.
-    fn encode(&mut self, samples: &[u8], frames: usize, spec: &EncoderSpec) -> Result<()> {
+    /// Encodes `frames` frames of planar samples timed `timestamps`. Each frame waits for the
+    /// next one, whose timestamp says how long it lasts.
+    fn encode(&mut self, samples: &[u8], frames: usize, timestamps: &[i64], spec: &EncoderSpec) -> Result<()> {
         let planes = spec.pixel_format.planes();
         let bps = planes.bytes_per_sample();
         let sizes = planes.plane_sizes(spec.width, spec.height);
         let frame_bytes = planes.bytes_per_frame(spec.width, spec.height);
         assert_eq!(samples.len(), frames * frame_bytes, "whole frames of samples");
-        for f in 0..frames {
-            if spec.panic_after_frames == Some(self.frames_written) {
-                panic!("encoder panic injected after {} frames", self.frames_written);
+        assert_eq!(timestamps.len(), frames, "a timestamp a frame");
+        for (f, &pts) in timestamps.iter().enumerate() {
+            if spec.panic_after_frames == Some(self.frames_in) {
+                panic!("encoder panic injected after {} frames", self.frames_in);
             }
             // A fresh frame each time: the encoder may still hold a reference to the last one.
             let mut frame =
@@ -312,13 +345,48 @@ impl Encoder {
             frame.set_color_range(self.encoder.color_range());
             frame.set_color_primaries(self.encoder.color_primaries());
             frame.set_color_transfer_characteristic(self.encoder.color_transfer_characteristic());
-            frame.set_pts(Some(self.frames_written as i64));
-            let index = self.frames_written;
-            self.encoder
-                .send_frame(&frame)
-                .map_err(|e| Self::error(&self.target, Some(index), "encoding", e))?;
-            self.frames_written += 1;
-            self.write_packets()?;
+            let emit = self.pacer.push(pts);
+            let held = self.held.replace((frame, self.frames_in));
+            self.frames_in += 1;
+            if let (Some(emit), Some((frame, index))) = (emit, held) {
+                self.send(frame, index, emit, spec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the held frame as `emit` says: once at its time, or into slots of the rate.
+    fn send(&mut self, mut frame: frame::Video, index: u64, emit: Emit, spec: &EncoderSpec) -> Result<()> {
+        let send = |encoder: &mut encoder::Video, frame: &frame::Video, target: &Path| {
+            encoder.send_frame(frame).map_err(|e| Self::error(target, Some(index), "encoding", e))
+        };
+        self.until = self.pacer.emitted_seconds(&emit);
+        match emit {
+            Emit::Stamped { pts, duration } => {
+                frame.set_pts(Some(pts));
+                self.durations.insert(pts, duration);
+                send(&mut self.encoder, &frame, &self.target)?;
+                self.frames_written += 1;
+                self.write_packets()?;
+            }
+            Emit::Slots(slots) => {
+                let rate = spec.resample_to.map_or(1, |r| u64::from(r.num.div_ceil(r.den)));
+                if slots.end - slots.start > MAX_REPEAT_SECONDS * rate {
+                    return Err(Error::InvalidFrame {
+                        frame: index,
+                        message: format!(
+                            "shown for {} frames at the constant rate (a broken timestamp?)",
+                            slots.end - slots.start
+                        ),
+                    });
+                }
+                for slot in slots {
+                    frame.set_pts(Some(slot as i64));
+                    send(&mut self.encoder, &frame, &self.target)?;
+                    self.frames_written += 1;
+                    self.write_packets()?;
+                }
+            }
         }
         Ok(())
     }
@@ -333,7 +401,10 @@ impl Encoder {
                 Err(ffmpeg::Error::Eof) => break,
                 Err(e) => return Err(Self::error(&self.target, None, "encoding", e)),
             }
-            if packet.duration() == 0 {
+            let duration = packet.pts().and_then(|pts| self.durations.remove(&pts));
+            if let Some(duration) = duration.filter(|&d| d > 0) {
+                packet.set_duration(duration);
+            } else if packet.duration() == 0 {
                 packet.set_duration(1);
             }
             packet.set_stream(0);
@@ -342,8 +413,7 @@ impl Encoder {
                 .write_interleaved(&mut self.output)
                 .map_err(|e| Self::error(&self.target, None, "writing a packet", e))?;
         }
-        let until = self.frames_written as f64 * f64::from(self.encoder_time_base);
-        self.copy_audio(until)
+        self.copy_audio(self.until)
     }
 
     /// Copies the audio packets that start before `until` seconds; the first later one waits
@@ -384,7 +454,10 @@ impl Encoder {
         }
     }
 
-    fn finish(&mut self) -> Result<()> {
+    fn finish(&mut self, spec: &EncoderSpec) -> Result<()> {
+        if let (Some(emit), Some((frame, index))) = (self.pacer.finish(), self.held.take()) {
+            self.send(frame, index, emit, spec)?;
+        }
         self.encoder
             .send_eof()
             .map_err(|e| Self::error(&self.target, None, "flushing the encoder", e))?;

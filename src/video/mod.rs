@@ -5,13 +5,27 @@
 mod decoder;
 mod encoder;
 mod options;
+mod pacing;
 mod writer;
 
 use std::sync::OnceLock;
 
 pub(crate) use decoder::{Probe, spawn as decoder_spawn};
-pub use options::{Codec, Container, PixelFormat, VideoOptions};
+pub use options::{Codec, Container, FpsMode, PixelFormat, VideoOptions};
 pub(crate) use writer::VideoWriter;
+
+/// Decodes a file on the host only, without a device, and counts the frames FFmpeg presents:
+/// the demuxing and decoding of untrusted files, for the fuzz target.
+#[doc(hidden)]
+pub fn decode_on_host(path: &std::path::Path, chunk_frames: usize) -> crate::Result<u64> {
+    let probe = Probe::read(path)?;
+    let mut chunks = decoder_spawn(path.to_path_buf(), probe, chunk_frames.max(1))?;
+    let mut frames = 0;
+    while let Some(chunk) = chunks.blocking_recv() {
+        frames += chunk?.frames as u64;
+    }
+    Ok(frames)
+}
 
 /// Initialises FFmpeg once; its log is limited to errors (encoders print statistics at the
 /// default level).

@@ -140,6 +140,39 @@ impl FromStr for Container {
     }
 }
 
+/// How the output is timed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FpsMode {
+    /// Every frame once, at its own timestamp: a variable-rate input stays variable. Frames
+    /// without timestamps are evenly spaced at the stream's rate.
+    #[default]
+    Passthrough,
+    /// A constant rate ([`VideoOptions::fps`], else the stream's): a frame is repeated or
+    /// dropped so each output frame shows what is on screen at its middle.
+    Cfr,
+}
+
+impl fmt::Display for FpsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FpsMode::Passthrough => "passthrough",
+            FpsMode::Cfr => "cfr",
+        })
+    }
+}
+
+impl FromStr for FpsMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "passthrough" => Ok(FpsMode::Passthrough),
+            "cfr" => Ok(FpsMode::Cfr),
+            other => Err(Error::config(format!("unknown fps mode `{other}` (passthrough, cfr)"))),
+        }
+    }
+}
+
 /// The pixel format frames are encoded in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PixelFormat {
@@ -258,8 +291,12 @@ pub struct VideoOptions {
     pub preset: Option<String>,
     /// Target bitrate in bits per second.
     pub bitrate: Option<u64>,
-    /// The frame rate written to the file; `None` keeps the stream's.
+    /// The output's frame rate. With [`FpsMode::Passthrough`] the frames are re-timed evenly
+    /// at this rate (one frame each, the duration changes); with [`FpsMode::Cfr`] they are
+    /// resampled to it. `None` keeps the stream's timing.
     pub fps: Option<Rational>,
+    /// Timestamps kept, or a constant rate.
+    pub fps_mode: FpsMode,
     /// Container metadata (title, comment, …).
     pub metadata: Vec<(String, String)>,
     /// Other encoder options, passed to FFmpeg as they are.
@@ -290,6 +327,7 @@ impl VideoOptions {
             preset: None,
             bitrate: None,
             fps: None,
+            fps_mode: FpsMode::Passthrough,
             metadata: Vec::new(),
             encoder_options: Vec::new(),
             audio_from: None,
@@ -350,6 +388,11 @@ impl VideoOptions {
 
     pub fn fps(mut self, fps: Rational) -> Self {
         self.fps = Some(fps);
+        self
+    }
+
+    pub fn fps_mode(mut self, mode: FpsMode) -> Self {
+        self.fps_mode = mode;
         self
     }
 

@@ -10,12 +10,12 @@ use framestream_kernels::planes::{PlaneFormat, planes};
 use tokio::sync::mpsc;
 
 use super::encoder::{self, Command, EncoderSpec};
-use super::{Codec, PixelFormat, VideoOptions};
+use super::{Codec, FpsMode, PixelFormat, VideoOptions};
 use crate::atomic_file::PartialPath;
 use crate::chunk::Chunk;
 use crate::device::with_client;
 use crate::error::{Error, Result};
-use crate::stream::StreamInfo;
+use crate::stream::{Rational, StreamInfo};
 
 /// Chunks queued for the encoder thread.
 const QUEUE: usize = 2;
@@ -26,6 +26,8 @@ pub(crate) struct VideoWriter {
     format: PlaneFormat,
     /// Frames of a full chunk: buffers are sized for it so the last chunk reuses their slots.
     chunk_frames: usize,
+    /// Frames are timed by their timestamps, not their index.
+    stamped: bool,
     commands: Option<mpsc::Sender<Command>>,
     done: tokio::sync::oneshot::Receiver<Result<PathBuf>>,
     finished: bool,
@@ -80,11 +82,20 @@ impl VideoWriter {
             .check_size(info.width, info.height)
             .map_err(|why| Error::shape(format!("{pixel_format}: {why}")))?;
         let encoder_name = pick_encoder(options.codec, options, target)?;
-        if let Some(audio) = &options.audio_from {
-            if !audio.exists() {
+        if let Some(audio) = &options.audio_from
+            && !audio.exists() {
                 return Err(Error::video(audio, None, "the audio source does not exist"));
             }
-        }
+        // Re-timed at a rate asked for, else the stream's timestamps or evenly at its rate.
+        let (stamped, nominal) = match (options.fps, options.fps_mode, info.time_base) {
+            (Some(fps), FpsMode::Passthrough, _) => (false, fps),
+            (_, _, time_base) => (time_base.is_some(), info.fps),
+        };
+        let time_base = match info.time_base {
+            Some(time_base) if stamped => time_base,
+            _ => Rational { num: nominal.den, den: nominal.num },
+        };
+        let resample_to = (options.fps_mode == FpsMode::Cfr).then(|| options.fps.unwrap_or(info.fps));
         let output = PartialPath::new(target, options.overwrite)?;
         let partial = output.partial().to_path_buf();
         let spec = EncoderSpec {
@@ -94,7 +105,9 @@ impl VideoWriter {
             pixel_format,
             width: info.width,
             height: info.height,
-            fps: options.fps.unwrap_or(info.fps),
+            time_base,
+            nominal,
+            resample_to,
             crf: options.crf,
             preset: options.preset.clone(),
             bitrate: options.bitrate,
@@ -109,6 +122,7 @@ impl VideoWriter {
             partial,
             format,
             chunk_frames,
+            stamped,
             commands: Some(thread.commands),
             done: thread.done,
             finished: false,
@@ -158,8 +172,18 @@ impl VideoWriter {
             });
         }
         samples.truncate(frames * self.format.bytes_per_frame(w, h));
+        let timestamps = match (self.stamped, chunk.timestamps()) {
+            (true, Some(t)) => t.to_vec(),
+            (true, None) => {
+                return Err(Error::InvalidFrame {
+                    frame: chunk.first_frame(),
+                    message: "no timestamps in a timed stream".into(),
+                });
+            }
+            (false, _) => (chunk.first_frame()..chunk.end_frame()).map(|i| i as i64).collect(),
+        };
         let sent = match &self.commands {
-            Some(commands) => commands.send(Command::Frames { samples, frames }).await.is_ok(),
+            Some(commands) => commands.send(Command::Frames { samples, frames, timestamps }).await.is_ok(),
             None => false,
         };
         if sent { Ok(()) } else { Err(self.thread_error().await) }

@@ -106,6 +106,20 @@ fn pattern_transcode_and_upscale_write_videos() {
     assert!(status.success());
     assert_eq!(ffprobe_frames(&mkv), ("64".into(), "36".into(), "12".into()));
 
+    // 12 frames at 30 fps resampled to 15 fps: every other frame, 0.4 s either way.
+    let half = dir.join("half-rate.mp4");
+    let status = framestream()
+        .args(["-q", "transcode"])
+        .arg(&mp4)
+        .args(["--fps-mode", "cfr", "--out-fps", "15", "-o"])
+        .arg(&half)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(ffprobe_frames(&half), ("64".into(), "36".into(), "6".into()));
+    let bad = framestream().args(["-q", "transcode"]).arg(&mp4).args(["--fps-mode", "vfr", "-o"]).arg(dir.join("x.mp4")).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("passthrough, cfr"));
+
     let webm = dir.join("small.webm");
     let status = framestream()
         .args(["-q", "upscale"])

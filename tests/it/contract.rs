@@ -7,7 +7,7 @@ use crate::common::{device, read_all, request};
 /// The chunk shapes a stream of `total` frames must have for chunk size `n`.
 fn expected_chunks(total: usize, n: usize) -> Vec<usize> {
     let mut sizes = vec![n; total / n];
-    if total % n != 0 {
+    if !total.is_multiple_of(n) {
         sizes.push(total % n);
     }
     sizes
@@ -114,5 +114,60 @@ fn frame_rates_and_sizes_parse() {
     assert_eq!("320x180".parse::<FrameSize>().unwrap(), FrameSize { width: 320, height: 180 });
     for bad in ["320", "0x10", "10x0", "x", "320x180x3", "-1x5"] {
         assert!(bad.parse::<FrameSize>().is_err(), "{bad:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_follow_their_frames_and_are_checked() {
+    let device = device();
+    let frames = |n: usize, first: u64| Chunk::from_host(&device, &vec![0.5; n * 12], [n, 2, 2, 3], first).unwrap();
+    let timed = frames(3, 0).with_timestamps(vec![0, 512, 1536]).unwrap();
+    // Sliced, joined and given new pixels, frames keep their times.
+    assert_eq!(timed.slice(1, 2).unwrap().timestamps(), Some(&[512, 1536][..]));
+    let next = frames(2, 3).with_timestamps(vec![2048, 2560]).unwrap();
+    let joined = Chunk::concat(&[timed.clone(), next]).unwrap();
+    assert_eq!(joined.timestamps(), Some(&[0, 512, 1536, 2048, 2560][..]));
+    let pixels = device.upload(&vec![0.0; 3 * 48]).unwrap();
+    assert_eq!(timed.with_pixels(pixels, [4, 4, 3]).unwrap().timestamps(), timed.timestamps());
+    // One a frame, increasing.
+    assert!(frames(3, 0).with_timestamps(vec![0, 1]).is_err());
+    let err = frames(3, 0).with_timestamps(vec![0, 2, 2]).unwrap_err();
+    assert!(err.to_string().contains("increase"), "{err}");
+
+    // A timed stream: a map whose closure drops them gets them back; chunks without them, or
+    // going back in time, break the contract.
+    struct Timed;
+    impl Source for Timed {
+        fn name(&self) -> String {
+            "timed".into()
+        }
+        fn info(&self) -> Result<StreamInfo> {
+            let fps = Rational::new(25, 1)?;
+            Ok(StreamInfo { time_base: Some(Rational::new(1, 12_800)?), ..StreamInfo::new(2, 2, 3, fps, Some(4)) })
+        }
+        fn stream(&self, request: &OpenRequest) -> FrameStream {
+            let device = request.device().clone();
+            Box::pin(futures::stream::iter((0..2u64).map(move |c| {
+                let chunk = Chunk::from_host(&device, &[0.25; 24], [2, 2, 2, 3], c * 2)?;
+                chunk.with_timestamps(vec![c as i64 * 1024, c as i64 * 1024 + 512])
+            })))
+        }
+    }
+    let kept = Timed.map("fresh_chunk", |chunk| {
+        Chunk::from_host(chunk.device(), &[0.75; 24], chunk.shape(), chunk.first_frame())
+    });
+    let mut stream = kept.open(&request(2));
+    let mut times = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        times.extend_from_slice(chunk.unwrap().timestamps().unwrap());
+    }
+    assert_eq!(times, [0, 512, 1024, 1536]);
+    let rewinding = Timed.map("rewinding", |chunk| {
+        let fresh = Chunk::from_host(chunk.device(), &[0.75; 24], chunk.shape(), chunk.first_frame())?;
+        Ok(fresh.with_timestamps(vec![0, 1])?)
+    });
+    match drain(&rewinding, &request(2)).await {
+        Err(Error::Contract { stage, message }) => assert!(stage == "rewinding" && message.contains("not after"), "{message}"),
+        other => panic!("expected a contract error, got {other:?}"),
     }
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod contract;
+mod corpus;
 mod errors;
 mod lifecycle;
 mod ltx;

@@ -275,3 +275,25 @@ fn hostile_shapes_are_errors_not_panics() {
     let wide = edited("compact_x2.safetensors", "wide.safetensors", "body.0.weight", |s| vec![5000, s[1], 3, 3]);
     assert!(UpscaleModel::load(&wide).unwrap_err().to_string().contains("features"));
 }
+
+#[test]
+fn a_pth_memo_bomb_is_refused_in_bounded_memory() {
+    use std::io::Write;
+    // l = []; then 40 times l = [l, l, l, l]: 4^40 list nodes from a few hundred bytes of memo
+    // references. The unpickler charges each copy against its budget and stops.
+    let mut pickle = vec![0x80, 2, b']', b'q', 0];
+    for _ in 0..40 {
+        pickle.extend([b'(', b'h', 0, b'h', 0, b'h', 0, b'h', 0, b'l', b'q', 0]);
+    }
+    pickle.push(b'.');
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    archive.start_file("archive/data.pkl", stored).unwrap();
+    archive.write_all(&pickle).unwrap();
+    let bytes = archive.finish().unwrap().into_inner();
+    assert!(bytes.len() < 1024, "{} bytes", bytes.len());
+    let path = crate::common::temp_dir("memo-bomb").join("memo-bomb.pth");
+    std::fs::write(&path, bytes).unwrap();
+    let err = UpscaleModel::load(&path).unwrap_err().to_string();
+    assert!(err.contains("memo-bomb.pth") && err.contains("data.pkl") && err.contains("pickle bomb"), "{err}");
+}

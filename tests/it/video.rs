@@ -267,7 +267,8 @@ async fn video_files_replay_and_chunk_alike() {
     let path = dir.join("clip.mp4");
     save_video(&pattern(40, 24, 13), &path, &request(5), &VideoOptions::h264()).await.unwrap();
     let file = VideoFile::open(&path).unwrap();
-    assert_eq!(file.info().unwrap().total_frames, Some(13));
+    let info = file.info().unwrap();
+    assert_eq!((info.total_frames, info.estimated_frames), (None, Some(13)), "the header count is an estimate");
     let (_, whole) = crate::common::read_all(&file, 13).await;
     for n in [1, 2, 3, 7] {
         let (shapes, data) = crate::common::read_all(&file, n).await;

@@ -148,6 +148,10 @@ impl Bars {
             }
             EventKind::Progress { frames_done } => {
                 if let Some(bar) = self.bars.get(&event.stage) {
+                    // A container's count is an estimate the stream may pass.
+                    if bar.length().is_some_and(|len| *frames_done > len) {
+                        bar.set_length(*frames_done);
+                    }
                     bar.set_position(*frames_done);
                 }
             }

@@ -165,15 +165,14 @@ impl UpscaleOptions {
             return Ok(Upscale::resample(factor, self.filter));
         };
         let model = UpscaleModel::load(path)?;
-        if let Some(factor) = self.scale {
-            if factor != model.scale() as f64 {
+        if let Some(factor) = self.scale
+            && factor != model.scale() as f64 {
                 return Err(Error::InvalidConfig(format!(
                     "--scale {factor} but {} upscales by {}",
                     path.display(),
                     model.scale()
                 )));
             }
-        }
         let mut stage = Upscale::model(model).blend(self.blend).memory_budget(self.memory_budget << 20);
         if let Some(tile) = self.tile {
             stage = stage.tile(tile, self.overlap);
@@ -212,9 +211,14 @@ struct OutputArgs {
     /// Target bitrate, e.g. 8M or 2500k.
     #[arg(long, value_parser = parse_bitrate)]
     bitrate: Option<u64>,
-    /// Frame rate written to the file (default: the source's).
+    /// Frame rate of the output: frames re-timed evenly at it, or resampled to it with
+    /// `--fps-mode cfr` (default: the source's timing).
     #[arg(long = "out-fps")]
     out_fps: Option<Rational>,
+    /// passthrough: every frame at its own timestamp (variable-rate input stays variable);
+    /// cfr: a constant rate, frames repeated or dropped by timestamp.
+    #[arg(long, default_value = "passthrough")]
+    fps_mode: FpsMode,
     /// Container metadata, KEY=VALUE (repeatable).
     #[arg(long, value_parser = parse_key_value)]
     metadata: Vec<(String, String)>,
@@ -257,6 +261,7 @@ impl OutputArgs {
             preset: self.preset.clone(),
             bitrate: self.bitrate,
             fps: self.out_fps,
+            fps_mode: self.fps_mode,
             metadata: self.metadata.clone(),
             encoder_options: self.encoder_options.clone(),
             audio_from: self.audio_from.clone(),
@@ -425,13 +430,12 @@ async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
 }
 
 fn check_not_same_file(input: &Path, output: &Path) -> Result<()> {
-    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
-        if a == b {
+    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize())
+        && a == b {
             return Err(Error::InvalidConfig(format!(
                 "{} is both the input and the output",
                 input.display()
             )));
         }
-    }
     Ok(())
 }

@@ -61,7 +61,7 @@ fn canonical_name(name: &str, layout: Layout, upsamples: usize) -> Option<String
                 ["model", "1", "sub", _, _] => Some(format!("conv_body.{kind}")),
                 ["model", _, _] if index == 3 * upsamples + 2 => Some(format!("conv_hr.{kind}")),
                 ["model", _, _] if index == 3 * upsamples + 4 => Some(format!("conv_last.{kind}")),
-                ["model", _, _] if index % 3 == 0 && index / 3 <= upsamples => {
+                ["model", _, _] if index.is_multiple_of(3) && index / 3 <= upsamples => {
                     Some(format!("conv_up{}.{kind}", index / 3))
                 }
                 _ => None,
