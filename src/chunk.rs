@@ -158,12 +158,26 @@ impl Chunk {
     }
 
     /// The same frames, with later work on `device`'s stream (which must drive the same
-    /// device).
+    /// device). Keep this chunk (or a clone) alive until that work has run: the stream that
+    /// made the buffer recycles it when the last handle goes, whatever other streams still
+    /// have queued. [`Opened`](crate::source::Opened) hands frames over safely.
     pub fn rebind(&self, device: &Device) -> Result<Chunk> {
         if !self.device.same_device(device) {
             return Err(Error::Device("frames live on another device".into()));
         }
         Ok(Chunk { device: device.clone(), ..self.clone() })
+    }
+
+    /// The frames copied onto `device`'s stream, once that copy has run. A chunk's buffer is
+    /// recycled by the stream that made it as soon as it is dropped, even while another
+    /// stream's queued kernels still read it; a copy the other stream has finished owns its
+    /// memory.
+    pub(crate) async fn handed_to(&self, device: &Device) -> Result<Chunk> {
+        self.device.sync().await?;
+        let out = device.alloc(self.buffer.len)?;
+        with_client!(device, client => copy::<_, f32>(client, &self.buffer, 0, &out, 0, self.buffer.len));
+        device.sync().await?;
+        Ok(Chunk { buffer: out, device: device.clone(), ..self.clone() })
     }
 
     /// The same frames, renumbered to start at `first_frame`.

@@ -230,6 +230,11 @@ impl Device {
         Self::on_new_stream(self.shared.clone())
     }
 
+    /// True when both handles submit to the same stream of the same device.
+    pub(crate) fn same_stream(&self, other: &Device) -> bool {
+        self.same_device(other) && self.stream == other.stream
+    }
+
     /// True when both handles drive the same device (whatever their streams).
     pub fn same_device(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)

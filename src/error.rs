@@ -55,6 +55,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The error that ended a stream several consumers share (a [`Tee`](crate::stage::Tee)):
+    /// each receives it.
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
+
     /// An error raised by user code inside a stage (`map`, a custom stage).
     #[error("stage `{stage}`: {source}")]
     Stage {

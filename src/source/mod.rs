@@ -1,12 +1,16 @@
 //! Sources: where frames come from.
 
 mod batch;
+mod channel;
 mod ltx_decode;
+mod opened;
 mod pattern;
 #[cfg(feature = "video")]
 mod video_file;
 
 pub use batch::ImageBatch;
+pub use channel::{FrameSender, channel};
+pub use opened::{Opened, rechunk};
 pub use ltx_decode::LtxVaeDecode;
 pub use pattern::TestPattern;
 #[cfg(feature = "video")]

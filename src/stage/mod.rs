@@ -5,6 +5,7 @@ mod preview;
 mod resize;
 #[cfg(feature = "video")]
 mod save_passthrough;
+mod tee;
 mod upscale;
 
 pub use map::Map;
@@ -12,4 +13,5 @@ pub use preview::{Preview, PreviewImage};
 pub use resize::{Filter, Resize};
 #[cfg(feature = "video")]
 pub use save_passthrough::SaveVideo;
+pub use tee::Tee;
 pub use upscale::{Blend, Upscale};

@@ -5,6 +5,7 @@ mod common;
 mod contract;
 mod corpus;
 mod errors;
+mod fanout;
 mod lifecycle;
 mod ltx;
 mod preview;

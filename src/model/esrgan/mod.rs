@@ -64,8 +64,13 @@ fn strip_common_prefix(file: &WeightFile) -> WeightFile {
 impl UpscaleModel {
     /// Loads a `.safetensors` or `.pth` file and detects its architecture.
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = strip_common_prefix(&WeightFile::open(path)?);
+        Self::from_weights(&WeightFile::open(path.as_ref())?)
+    }
+
+    /// Detects the architecture of weights already read; the model is named after the file.
+    pub fn from_weights(file: &WeightFile) -> Result<Self> {
+        let path = file.path();
+        let file = strip_common_prefix(file);
         // Compact is checked first: its keys are a subset of no RRDB layout.
         let (architecture, file) = if let Some(config) = CompactConfig::detect(&file)? {
             (Architecture::Compact(config), file)
