@@ -54,8 +54,8 @@ pub use stream::{
 pub mod prelude {
     pub use crate::model::ltx::{Latent, LtxVae};
     pub use crate::sink::{Batch, Report, TensorFileOptions, collect, drain, write_tensor};
-    pub use crate::source::{FrameSender, ImageBatch, LtxVaeDecode, Opened, TestPattern, channel};
-    pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, Tee, Upscale};
+    pub use crate::source::{Concat, FrameSender, ImageBatch, LtxVaeDecode, Opened, TestPattern, channel};
+    pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, Skip, Take, Tee, Then, Upscale};
     #[cfg(feature = "video")]
     pub use crate::{
         sink::save_video,

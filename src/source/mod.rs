@@ -2,6 +2,7 @@
 
 mod batch;
 mod channel;
+mod concat;
 mod ltx_decode;
 mod opened;
 mod pattern;
@@ -10,6 +11,7 @@ mod video_file;
 
 pub use batch::ImageBatch;
 pub use channel::{FrameSender, channel};
+pub use concat::Concat;
 pub use opened::{Opened, rechunk};
 pub use ltx_decode::LtxVaeDecode;
 pub use pattern::TestPattern;

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
+use super::then::same_frames;
 use crate::chunk::Chunk;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::stream::{FrameStream, OpenRequest, Stage, StreamInfo};
 
 /// Applies `f` to every chunk. The closure keeps the frame count and numbering; the frame
@@ -14,6 +15,12 @@ use crate::stream::{FrameStream, OpenRequest, Stage, StreamInfo};
 pub struct Map<F> {
     name: String,
     f: Arc<F>,
+}
+
+impl<F> Clone for Map<F> {
+    fn clone(&self) -> Self {
+        Self { name: self.name.clone(), f: self.f.clone() }
+    }
 }
 
 impl<F> Map<F>
@@ -39,22 +46,7 @@ where
             let chunk = chunk?;
             let (first, frames) = (chunk.first_frame(), chunk.frames());
             let timestamps: Option<Arc<[i64]>> = chunk.timestamps().map(Into::into);
-            let out = f(chunk)?;
-            if out.first_frame() != first || out.frames() != frames {
-                return Err(Error::Contract {
-                    stage: name.clone(),
-                    message: format!(
-                        "frames {first}..{} came out as {}..{}",
-                        first + frames as u64,
-                        out.first_frame(),
-                        out.end_frame()
-                    ),
-                });
-            }
-            match timestamps {
-                Some(t) if out.timestamps().is_none() => out.with_timestamps(t),
-                _ => Ok(out),
-            }
+            same_frames(&name, first, frames, timestamps, f(chunk)?)
         }))
     }
 }

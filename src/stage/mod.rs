@@ -5,7 +5,10 @@ mod preview;
 mod resize;
 #[cfg(feature = "video")]
 mod save_passthrough;
+mod skip;
+mod take;
 mod tee;
+mod then;
 mod upscale;
 
 pub use map::Map;
@@ -13,5 +16,8 @@ pub use preview::{Preview, PreviewImage};
 pub use resize::{Filter, Resize};
 #[cfg(feature = "video")]
 pub use save_passthrough::SaveVideo;
+pub use skip::Skip;
+pub use take::Take;
 pub use tee::Tee;
+pub use then::Then;
 pub use upscale::{Blend, Upscale};

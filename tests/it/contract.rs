@@ -171,3 +171,41 @@ async fn timestamps_follow_their_frames_and_are_checked() {
         other => panic!("expected a contract error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn take_skip_concat_and_then_keep_the_contract() {
+    let source = TestPattern::new(8, 6, 10).unwrap().seed(3);
+    let (_, all) = read_all(&source, 10).await;
+    let frame = 8 * 6 * 3;
+    for n in [1, 3, 4, 10] {
+        let (shapes, data) = read_all(&source.clone().take(7), n).await;
+        assert_eq!(shapes.iter().map(|s| s[0]).sum::<usize>(), 7);
+        assert!(data == all[..7 * frame], "take, chunks of {n}");
+        let (shapes, data) = read_all(&source.clone().skip(3), n).await;
+        assert_eq!(shapes.iter().map(|s| s[0]).collect::<Vec<_>>(), expected_chunks(7, n), "skip");
+        assert!(data == all[3 * frame..], "skip, chunks of {n}");
+        let joined = source.clone().take(4).concat(source.clone().skip(6));
+        let (shapes, data) = read_all(&joined, n).await;
+        assert_eq!(shapes.iter().map(|s| s[0]).collect::<Vec<_>>(), expected_chunks(8, n), "concat");
+        assert!(data[..4 * frame] == all[..4 * frame] && data[4 * frame..] == all[6 * frame..], "concat, chunks of {n}");
+    }
+    assert_eq!(source.clone().take(20).info().unwrap().total_frames, Some(10));
+    assert_eq!(source.clone().skip(20).info().unwrap().total_frames, Some(0));
+    assert_eq!(source.clone().take(4).concat(source.clone()).info().unwrap().total_frames, Some(14));
+    let wrong = source.clone().concat(TestPattern::new(6, 8, 2).unwrap());
+    assert!(matches!(drain(&wrong, &request(4)).await, Err(Error::InvalidShape(_))));
+
+    // An async step, cloned maps, and a step that drops frames named.
+    let halve = Map::new("halve", |chunk: Chunk| Ok(chunk));
+    let waited = source.clone().pipe(halve.clone()).pipe(halve).then("later", |chunk| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        Ok(chunk)
+    });
+    let (_, data) = read_all(&waited, 4).await;
+    assert!(data == all);
+    let dropping = source.clone().then("dropping", |chunk| async move { chunk.slice(0, 1) });
+    match drain(&dropping, &request(3)).await {
+        Err(Error::Contract { stage, .. }) => assert_eq!(stage, "dropping"),
+        other => panic!("expected a contract error, got {other:?}"),
+    }
+}
