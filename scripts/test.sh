@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/system-packages.sh
 cargo test --workspace --locked "$@"
+# A user-written kernel stage, checked against the CPU by the example itself.
+cargo run --locked --example custom_stage
 # The CUDA runtime is only exercised where a GPU is lent; keep it compiling everywhere, and
 # the crate without FFmpeg (how the benchmark examples are built for a GPU machine).
 cargo check --locked -p framestream --features cuda --all-targets

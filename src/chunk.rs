@@ -75,6 +75,27 @@ impl Chunk {
         Ok(Self { timestamps: self.timestamps.clone(), ..out })
     }
 
+    /// Runs a user kernel over these frames on their device stream; the result holds as many
+    /// frames of `height × width × channels` (same numbering and timestamps). See
+    /// [`kernel`](crate::kernel).
+    pub fn launch<K: crate::kernel::FrameKernel + ?Sized>(
+        &self,
+        kernel: &K,
+        [height, width, channels]: [usize; 3],
+    ) -> Result<Self> {
+        check_frame_shape(height, width, channels)?;
+        let shape = [self.frames(), height, width, channels];
+        let len = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| Error::shape(format!("an output of {shape:?} values does not fit in memory")))?;
+        let out = self.device.alloc(len)?;
+        with_client!(self.device, client => {
+            kernel.launch(crate::kernel::KernelArgs::new(client, (&self.buffer, self.shape), (&out, shape)))
+        })?;
+        self.with_pixels(out, [height, width, channels])
+    }
+
     /// The same frames, shown at `timestamps` (one per frame, increasing).
     pub fn with_timestamps(mut self, timestamps: impl Into<Arc<[i64]>>) -> Result<Self> {
         let timestamps = timestamps.into();

@@ -18,6 +18,12 @@ pub(crate) fn cube_dim() -> CubeDim {
     CubeDim::new_1d(CUBE_DIM)
 }
 
+/// The launch grid of an element-wise kernel over `units` threads: cubes of 256 threads,
+/// spread over the axes the device allows. The kernel guards with `ABSOLUTE_POS < units`.
+pub fn elementwise_grid<R: Runtime>(client: &ComputeClient<R>, units: usize) -> (CubeCount, CubeDim) {
+    (cube_count(client, units), cube_dim())
+}
+
 /// The element types of model activations and weights: f32 everywhere, f16 and bf16 where
 /// the device supports them. Kernels load and store `E` and compute in f32.
 pub trait Element: Float + CubeElement + Copy + Send + Sync + 'static {
@@ -118,7 +124,7 @@ impl DeviceBuffer {
     ///
     /// # Safety
     /// The buffer must hold at least `len` elements of the kernel's element type.
-    pub(crate) unsafe fn arg<R: Runtime>(&self) -> ArrayArg<R> {
+    pub unsafe fn arg<R: Runtime>(&self) -> ArrayArg<R> {
         unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.len) }
     }
 

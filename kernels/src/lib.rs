@@ -23,7 +23,7 @@ pub mod unpack;
 
 mod launch;
 
-pub use launch::{DeviceBuffer, Element, supports};
+pub use launch::{DeviceBuffer, Element, elementwise_grid, supports};
 
 #[cfg(test)]
 mod test_util;
