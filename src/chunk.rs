@@ -57,11 +57,20 @@ impl Chunk {
             return Err(Error::shape("a chunk needs at least one frame"));
         }
         check_frame_shape(height, width, channels)?;
-        let len = shape.iter().product::<usize>();
-        if buffer.len != len {
+        if buffer.elem_bytes() != size_of::<f32>() {
+            return Err(Error::shape(format!(
+                "a buffer of {}-byte elements for frames of f32 values",
+                buffer.elem_bytes()
+            )));
+        }
+        let len = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| Error::shape(format!("frames of shape {shape:?} do not fit in memory")))?;
+        if buffer.len() != len {
             return Err(Error::shape(format!(
                 "buffer of {} values for a chunk of shape {shape:?} ({len} values)",
-                buffer.len
+                buffer.len()
             )));
         }
         Ok(Self { buffer, shape, first_frame, timestamps: None, device: device.clone() })
@@ -125,10 +134,10 @@ impl Chunk {
 
     /// Uploads host frames.
     pub fn from_host(device: &Device, data: &[f32], shape: Shape, first_frame: u64) -> Result<Self> {
-        let len = shape.iter().product::<usize>();
-        if data.len() != len {
+        let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if len != Some(data.len()) {
             return Err(Error::shape(format!(
-                "{} values for frames of shape {shape:?} ({len} values)",
+                "{} values for frames of shape {shape:?} ({len:?} values)",
                 data.len()
             )));
         }
@@ -195,8 +204,8 @@ impl Chunk {
     /// memory.
     pub(crate) async fn handed_to(&self, device: &Device) -> Result<Chunk> {
         self.device.sync().await?;
-        let out = device.alloc(self.buffer.len)?;
-        with_client!(device, client => copy::<_, f32>(client, &self.buffer, 0, &out, 0, self.buffer.len));
+        let out = device.alloc(self.buffer.len())?;
+        with_client!(device, client => copy::<_, f32>(client, &self.buffer, 0, &out, 0, self.buffer.len()));
         device.sync().await?;
         Ok(Chunk { buffer: out, device: device.clone(), ..self.clone() })
     }
@@ -209,10 +218,10 @@ impl Chunk {
 
     /// Frames `start .. start + frames` of this chunk (relative indices), copied on the device.
     pub fn slice(&self, start: usize, frames: usize) -> Result<Chunk> {
-        if frames == 0 || start + frames > self.frames() {
+        if frames == 0 || start.checked_add(frames).is_none_or(|end| end > self.frames()) {
             return Err(Error::shape(format!(
                 "frames {start}..{} of a chunk of {}",
-                start + frames,
+                start.saturating_add(frames),
                 self.frames()
             )));
         }

@@ -292,16 +292,7 @@ impl Device {
     /// Uploads bytes as `u32` words (the last one zero-padded).
     pub fn upload_bytes(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
         self.check_buffer(bytes.len(), "an upload")?;
-        let words = bytes.len().div_ceil(4);
-        Ok(with_client!(self, client => {
-            if bytes.len().is_multiple_of(4) && !bytes.is_empty() {
-                DeviceBuffer::new(client.create_from_slice(bytes), words)
-            } else {
-                let mut padded = bytes.to_vec();
-                padded.resize(words.max(1) * 4, 0);
-                DeviceBuffer::new(client.create_from_slice(&padded), words)
-            }
-        }))
+        Ok(with_client!(self, client => DeviceBuffer::from_bytes_as_words(client, bytes)))
     }
 
     /// Allocates `len` uninitialised f32.
@@ -312,9 +303,9 @@ impl Device {
     /// Allocates `len` uninitialised elements of `E` in a buffer with room for `room`: buffers
     /// of one role then keep one size and the allocator reuses their slots.
     pub fn alloc_as<E: Element>(&self, len: usize, room: usize) -> Result<DeviceBuffer> {
-        let bytes = len.max(room).max(1) * size_of::<E>();
+        let bytes = len.max(room).max(1).saturating_mul(size_of::<E>());
         self.check_buffer(bytes, "a buffer")?;
-        Ok(with_client!(self, client => DeviceBuffer::new(client.empty(bytes), len)))
+        Ok(with_client!(self, client => DeviceBuffer::empty_with_room::<_, E>(client, len, room)))
     }
 
     /// Allocates `frames` frames of `frame_len` values in a buffer with room for
@@ -330,7 +321,7 @@ impl Device {
     /// Reads buffers back in one transfer, without blocking the calling thread.
     pub async fn read_buffers(&self, buffers: &[&DeviceBuffer]) -> Result<Vec<Vec<u8>>> {
         type Read = Pin<Box<dyn Future<Output = Result<Vec<cubecl::bytes::Bytes>, String>> + Send>>;
-        let handles = buffers.iter().map(|b| b.handle.clone()).collect();
+        let handles = buffers.iter().map(|b| b.handle().clone()).collect();
         let read: Read = with_client!(self, client => {
             let client = client.clone();
             Box::pin(async move { client.read_async(handles).await.map_err(|e| e.to_string()) })
@@ -345,12 +336,12 @@ impl Device {
         Ok(self.read_buffers(&[buffer]).await?.remove(0))
     }
 
-    /// Reads `buffer.len` f32 back.
+    /// Reads `buffer.len()` f32 back.
     pub async fn read_f32(&self, buffer: &DeviceBuffer) -> Result<Vec<f32>> {
         let bytes = self.read_bytes(buffer).await?;
         Ok(bytes
             .chunks_exact(4)
-            .take(buffer.len)
+            .take(buffer.len())
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
     }

@@ -537,7 +537,7 @@ impl ConvWeights {
 
     /// Whether PReLU slopes were given.
     fn has_slopes(&self) -> bool {
-        self.groups.iter().all(|g| g.slopes.len == g.count)
+        self.groups.iter().all(|g| g.slopes.len() == g.count)
     }
 }
 
@@ -632,7 +632,7 @@ fn conv_with_limits<R: Runtime, E: Element>(
     let out_frames = input.table.len() + 1 - weights.kt;
     assert!(input.table.len() >= weights.kt, "fewer padded frames than taps");
     assert!(input.stride >= weights.cin && output.stride >= output.offset + weights.cout);
-    let body_frames = input.body.len / (h * w * input.stride).max(1);
+    let body_frames = input.body.len() / (h * w * input.stride).max(1);
     for &f in input.table {
         let f = f as usize;
         assert!(
@@ -641,14 +641,14 @@ fn conv_with_limits<R: Runtime, E: Element>(
         );
     }
     if let Some(head) = input.head {
-        assert!(head.len >= input.head_frames * h * w * input.stride, "head size");
+        assert!(head.len() >= input.head_frames * h * w * input.stride, "head size");
     }
-    assert!(output.out.len >= out_frames * h * w * output.stride, "output size");
+    assert!(output.out.len() >= out_frames * h * w * output.stride, "output size");
     if padding == Padding::Reflect && weights.k == 3 {
         assert!(h >= 2 && w >= 2, "reflect padding needs sides of at least 2");
     }
     let pixels = out_frames * h * w;
-    let largest = (input.body.len).max(input.head.map_or(0, |h| h.len)).max(output.out.len);
+    let largest = (input.body.len()).max(input.head.map_or(0, |h| h.len())).max(output.out.len());
     assert!(largest < 0x8000_0000, "buffers over 2^31 elements");
     if pixels == 0 {
         return;
@@ -665,7 +665,7 @@ fn conv_with_limits<R: Runtime, E: Element>(
     let (residual, residual_stride, residual_offset, scale) = match output.residual {
         Some(r) => {
             assert!(r.stride >= r.offset + weights.cout, "residual channels");
-            assert!(r.buffer.len >= pixels * r.stride, "residual size");
+            assert!(r.buffer.len() >= pixels * r.stride, "residual size");
             (Some(r.buffer), r.stride, r.offset, r.scale)
         }
         None => (None, 0, 0, 0.0),
@@ -676,8 +676,8 @@ fn conv_with_limits<R: Runtime, E: Element>(
     let table = DeviceBuffer::from_u32(client, input.table);
     // A buffer without frames (shorter than one pixel, so than one vector) is never read;
     // one with frames stands in for it, as a binding must hold at least one vector.
-    let body = if input.body.len >= ni { input.body } else { input.head.unwrap_or(input.body) };
-    let head = input.head.filter(|h| h.len >= ni).unwrap_or(body);
+    let body = if input.body.len() >= ni { input.body } else { input.head.unwrap_or(input.body) };
+    let head = input.head.filter(|h| h.len() >= ni).unwrap_or(body);
     for group in &weights.groups {
         let mut counts = vec![group.count, output.stride, output.offset + group.first];
         if residual.is_some() {
@@ -886,7 +886,7 @@ mod tests {
                         residual: Some(Residual::dense(&residual, cout, 0.5)),
                     };
                     conv::<_, f32>(&client, &weights, &input, &output, Padding::Replicate, strategy);
-                    (weights.groups.len(), read_as_f32::<f32>(&client, out.handle))
+                    (weights.groups.len(), read_as_f32::<f32>(&client, out.handle().clone()))
                 };
                 let (one, whole) = run(usize::MAX);
                 let (many, grouped) = run(27 * cin * 4 * per_group);
@@ -922,7 +922,7 @@ mod tests {
                     ConvOutput { out: &out, stride: cout, offset: 0, activation: Activation::None, residual: None };
                 let limits = Limits { max_load: MAX_LOAD, max_cubes };
                 conv_with_limits::<_, f32>(&client, &weights, &input, &output, Padding::Zeros, strategy, limits);
-                read_as_f32::<f32>(&client, out.handle)
+                read_as_f32::<f32>(&client, out.handle().clone())
             };
             // 828 pixels: 13 tiles of 64 (tiled) or 13 groups of 64 (direct), 2 per launch.
             let (whole, split) = (run((u32::MAX, u32::MAX)), run((2, 2)));
@@ -972,7 +972,7 @@ mod tests {
                     };
                     let limits = Limits { max_load, max_cubes: (u32::MAX, u32::MAX) };
                     conv_with_limits::<_, f32>(&client, &weights, &input, &output, Padding::Reflect, strategy, limits);
-                    read_as_f32::<f32>(&client, out.handle)
+                    read_as_f32::<f32>(&client, out.handle().clone())
                 };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let (scalar, vector) = (run(1), run(MAX_LOAD));
@@ -1061,7 +1061,7 @@ mod tests {
             };
             let strategy = [Strategy::Tiled, Strategy::Direct][(case % 2) ^ ((case / 2) % 2)];
             conv::<_, E>(&client, &weights, &input, &output, padding, strategy);
-            let got = read_as_f32::<E>(&client, out.handle);
+            let got = read_as_f32::<E>(&client, out.handle().clone());
             let frames: Vec<&[f32]> = table
                 .iter()
                 .map(|&f| {

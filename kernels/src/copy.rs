@@ -23,10 +23,11 @@ pub fn copy<R: Runtime, E: Element>(
     dst_start: usize,
     len: usize,
 ) {
-    assert!(src_start + len <= src.len, "copy reads past the source");
-    assert!(dst_start + len <= dst.len, "copy writes past the destination");
+    assert!(src_start.checked_add(len).is_some_and(|end| end <= src.len()), "copy reads past the source");
+    assert!(dst_start.checked_add(len).is_some_and(|end| end <= dst.len()), "copy writes past the destination");
+    assert!(src.elem_bytes() == size_of::<E>() && dst.elem_bytes() == size_of::<E>(), "copy of another element type");
     let limit = u32::MAX as usize;
-    assert!(src.len <= limit && dst.len <= limit, "copy of a buffer over 2^32 elements");
+    assert!(src.len() <= limit && dst.len() <= limit, "copy of a buffer over 2^32 elements");
     if len == 0 {
         return;
     }
@@ -70,7 +71,7 @@ mod tests {
             let dst = DeviceBuffer::from_f32(&client, &dst_data);
             copy::<_, f32>(&client, &src, src_start, &dst, dst_start, len);
             copy_reference(&src_data, src_start, &mut dst_data, dst_start, len);
-            let got = read_f32(&client, dst.handle);
+            let got = read_f32(&client, dst.handle().clone());
             assert!(got == dst_data, "copy of {len} at {src_start} -> {dst_start}");
         }
     }

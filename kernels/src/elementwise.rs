@@ -36,19 +36,19 @@ pub fn combine<R: Runtime, E: Element>(
     clamp_unit: bool,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(a.len, out.len, "combine sizes");
+    assert_eq!(a.len(), out.len(), "combine sizes");
     if let Some((b, _)) = b {
-        assert_eq!(b.len, out.len, "combine sizes");
+        assert_eq!(b.len(), out.len(), "combine sizes");
     }
-    if out.len == 0 {
+    if out.is_empty() {
         return;
     }
     let (b_buf, scale) = b.unwrap_or((a, 0.0));
-    // SAFETY: one read of each input and one write per index below `out.len`.
+    // SAFETY: one read of each input and one write per index below `out.len()`.
     unsafe {
         combine_kernel::launch_unchecked::<E, R>(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             a.arg(),
             b_buf.arg(),
@@ -70,12 +70,12 @@ fn fill_kernel<F: Float>(out: &mut Array<F>, value: f32) {
 
 /// Sets every element of `out` to `value`.
 pub fn fill<R: Runtime, E: Element>(client: &ComputeClient<R>, out: &DeviceBuffer, value: f32) {
-    if out.len == 0 {
+    if out.is_empty() {
         return;
     }
-    // SAFETY: one write per index below `out.len`.
+    // SAFETY: one write per index below `out.len()`.
     unsafe {
-        fill_kernel::launch_unchecked::<E, R>(client, cube_count(client, out.len), cube_dim(), out.arg(), value);
+        fill_kernel::launch_unchecked::<E, R>(client, cube_count(client, out.len()), cube_dim(), out.arg(), value);
     }
 }
 
@@ -119,9 +119,9 @@ mod tests {
             let out = poisoned::<E>(&client, n);
             combine::<_, E>(&client, &ab, with_b.then_some((&bb, 0.2)), clamp_unit, &out);
             let want = combine_reference(&a, with_b.then_some((&b[..], 0.2)), clamp_unit);
-            assert_close(&read_as_f32::<E>(&client, out.handle.clone()), &want, tolerance, &format!("case {case}"));
+            assert_close(&read_as_f32::<E>(&client, out.handle().clone()), &want, tolerance, &format!("case {case}"));
             fill::<_, E>(&client, &out, 0.25);
-            assert!(read_as_f32::<E>(&client, out.handle).iter().all(|&v| v == 0.25), "fill");
+            assert!(read_as_f32::<E>(&client, out.handle().clone()).iter().all(|&v| v == 0.25), "fill");
         }
     }
 }

@@ -64,60 +64,101 @@ pub fn supports<R: Runtime, E: Element>(client: &ComputeClient<R>) -> bool {
     client.properties().supports_type(E::as_type_native_unchecked())
 }
 
-/// A contiguous device buffer of `len` elements.
+/// A contiguous device buffer of `len` elements of `elem_bytes` bytes. Its fields are private
+/// so a buffer cannot claim more elements than its allocation holds.
 #[derive(Clone, Debug)]
 pub struct DeviceBuffer {
-    pub handle: Handle,
-    pub len: usize,
+    handle: Handle,
+    len: usize,
+    elem_bytes: usize,
 }
 
 impl DeviceBuffer {
-    pub fn new(handle: Handle, len: usize) -> Self {
-        Self { handle, len }
+    /// Wraps a handle.
+    ///
+    /// # Safety
+    /// `handle` must hold at least `len` elements of `elem_bytes` bytes.
+    pub unsafe fn from_raw_parts(handle: Handle, len: usize, elem_bytes: usize) -> Self {
+        Self { handle, len, elem_bytes }
+    }
+
+    /// Allocates `len` elements of `E` in a buffer with room for `room`, so buffers of one
+    /// role keep one size and the allocator reuses their slots (uninitialised).
+    pub fn empty_with_room<R: Runtime, E: CubeElement>(client: &ComputeClient<R>, len: usize, room: usize) -> Self {
+        let bytes = len.max(room).max(1).checked_mul(size_of::<E>()).expect("a buffer larger than memory");
+        Self { handle: client.empty(bytes), len, elem_bytes: size_of::<E>() }
     }
 
     /// Allocates `len` f32 elements (uninitialised).
     pub fn empty_f32<R: Runtime>(client: &ComputeClient<R>, len: usize) -> Self {
-        Self::new(client.empty(len.max(1) * size_of::<f32>()), len)
+        Self::empty_with_room::<R, f32>(client, len, len)
     }
 
-    /// Allocates `len` f32 elements in a buffer with room for `room` (≥ `len`), so buffers of
-    /// one role keep one size and the allocator reuses their slots.
+    /// Allocates `len` f32 elements in a buffer with room for `room` (≥ `len`).
     pub fn empty_f32_with_room<R: Runtime>(client: &ComputeClient<R>, len: usize, room: usize) -> Self {
-        Self::new(client.empty(len.max(room).max(1) * size_of::<f32>()), len)
+        Self::empty_with_room::<R, f32>(client, len, room)
     }
 
     /// Allocates `len` elements of `E` (uninitialised).
-    pub fn empty<R: Runtime, E: Element>(client: &ComputeClient<R>, len: usize) -> Self {
-        Self::new(client.empty(len.max(1) * size_of::<E>()), len)
-    }
-
-    /// Uploads f32 values converted to `E`.
-    pub fn from_f32_as<R: Runtime, E: Element>(client: &ComputeClient<R>, data: &[f32]) -> Self {
-        if data.is_empty() {
-            return Self::empty::<R, E>(client, 0);
-        }
-        let converted: Vec<E> = data.iter().map(|&v| E::round_from(v)).collect();
-        Self::new(client.create_from_slice(E::as_bytes(&converted)), data.len())
+    pub fn empty<R: Runtime, E: CubeElement>(client: &ComputeClient<R>, len: usize) -> Self {
+        Self::empty_with_room::<R, E>(client, len, len)
     }
 
     /// Allocates `len` u32 elements (uninitialised).
     pub fn empty_u32<R: Runtime>(client: &ComputeClient<R>, len: usize) -> Self {
-        Self::new(client.empty(len.max(1) * size_of::<u32>()), len)
+        Self::empty_with_room::<R, u32>(client, len, len)
+    }
+
+    /// Uploads values of `E`.
+    fn from_slice<R: Runtime, E: CubeElement>(client: &ComputeClient<R>, data: &[E]) -> Self {
+        if data.is_empty() {
+            return Self::empty::<R, E>(client, 0);
+        }
+        Self { handle: client.create_from_slice(E::as_bytes(data)), len: data.len(), elem_bytes: size_of::<E>() }
+    }
+
+    /// Uploads f32 values converted to `E`.
+    pub fn from_f32_as<R: Runtime, E: Element>(client: &ComputeClient<R>, data: &[f32]) -> Self {
+        let converted: Vec<E> = data.iter().map(|&v| E::round_from(v)).collect();
+        Self::from_slice(client, &converted)
     }
 
     pub fn from_f32<R: Runtime>(client: &ComputeClient<R>, data: &[f32]) -> Self {
-        if data.is_empty() {
-            return Self::empty_f32(client, 0);
-        }
-        Self::new(client.create_from_slice(f32::as_bytes(data)), data.len())
+        Self::from_slice(client, data)
     }
 
     pub fn from_u32<R: Runtime>(client: &ComputeClient<R>, data: &[u32]) -> Self {
-        if data.is_empty() {
-            return Self::new(client.empty(size_of::<u32>()), 0);
+        Self::from_slice(client, data)
+    }
+
+    /// Uploads bytes as little-endian u32 words, the last one zero-padded.
+    pub fn from_bytes_as_words<R: Runtime>(client: &ComputeClient<R>, bytes: &[u8]) -> Self {
+        let words = bytes.len().div_ceil(4);
+        if bytes.len().is_multiple_of(4) && !bytes.is_empty() {
+            return Self { handle: client.create_from_slice(bytes), len: words, elem_bytes: 4 };
         }
-        Self::new(client.create_from_slice(u32::as_bytes(data)), data.len())
+        let mut padded = bytes.to_vec();
+        padded.resize(words.max(1) * 4, 0);
+        Self { handle: client.create_from_slice(&padded), len: words, elem_bytes: 4 }
+    }
+
+    /// Elements in the buffer.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes an element.
+    pub fn elem_bytes(&self) -> usize {
+        self.elem_bytes
+    }
+
+    /// The CubeCL handle (to read the buffer back).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 
     /// The buffer as a kernel argument.

@@ -105,15 +105,15 @@ fn launch<R: Runtime, E: Element>(
     factor: usize,
     op: Op,
 ) {
-    assert_eq!(out.len, out_frames * out_h * out_w * out_c, "{op:?}: output size");
-    if out.len == 0 {
+    assert_eq!(out.len(), out_frames * out_h * out_w * out_c, "{op:?}: output size");
+    if out.is_empty() {
         return;
     }
     // SAFETY: the callers check that every source index lies inside `input`.
     unsafe {
         layout_kernel::launch_unchecked::<E, R>(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             input.arg(),
             out.arg(),
@@ -148,7 +148,7 @@ pub fn depth_to_space_3d<R: Runtime, E: Element>(
     assert!([st, sh, sw].iter().all(|s| (1..=2).contains(s)), "depth-to-space strides are 1 or 2");
     let s = st * sh * sw;
     assert!(c % s == 0 && c > 0, "depth-to-space needs a multiple of {s} channels");
-    assert_eq!(input.len, frames * h * w * c, "depth-to-space input size");
+    assert_eq!(input.len(), frames * h * w * c, "depth-to-space input size");
     let out_frames = (st * frames).saturating_sub(usize::from(drop_first));
     let shape = (out_frames, sh * h, sw * w, c / s * repeat);
     let op = Op::DepthToSpace3d { drop_first, st: st as u32, sh: sh as u32, sw: sw as u32 };
@@ -167,7 +167,7 @@ pub fn unpatchify<R: Runtime, E: Element>(
     out: &DeviceBuffer,
 ) {
     let in_c = c * patch * patch;
-    assert_eq!(input.len, frames * h * w * in_c, "unpatchify input size");
+    assert_eq!(input.len(), frames * h * w * in_c, "unpatchify input size");
     let shape = (frames, patch * h, patch * w, c);
     launch::<R, E>(client, input, (h, w, in_c), out, shape, patch, Op::Unpatchify { to_unit });
 }
@@ -181,7 +181,7 @@ pub fn pixel_shuffle<R: Runtime, E: Element>(
     out: &DeviceBuffer,
 ) {
     assert!(c % (s * s) == 0, "pixel shuffle needs a multiple of s² channels");
-    assert_eq!(input.len, n * h * w * c, "pixel shuffle input size");
+    assert_eq!(input.len(), n * h * w * c, "pixel shuffle input size");
     launch::<R, E>(client, input, (h, w, c), out, (n, h * s, w * s, c / (s * s)), s, Op::PixelShuffle);
 }
 
@@ -194,7 +194,7 @@ pub fn pixel_unshuffle<R: Runtime, E: Element>(
     out: &DeviceBuffer,
 ) {
     assert!(h % u == 0 && w % u == 0, "pixel unshuffle needs sides that are multiples of u");
-    assert_eq!(input.len, n * h * w * c, "pixel unshuffle input size");
+    assert_eq!(input.len(), n * h * w * c, "pixel unshuffle input size");
     launch::<R, E>(client, input, (h, w, c), out, (n, h / u, w / u, c * u * u), u, Op::PixelUnshuffle);
 }
 
@@ -206,7 +206,7 @@ pub fn nearest<R: Runtime, E: Element>(
     s: usize,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len, n * h * w * c, "nearest input size");
+    assert_eq!(input.len(), n * h * w * c, "nearest input size");
     launch::<R, E>(client, input, (h, w, c), out, (n, h * s, w * s, c), s, Op::Nearest);
 }
 
@@ -221,7 +221,7 @@ pub fn reflect_pad<R: Runtime, E: Element>(
 ) {
     assert!(bottom < h.max(1) && right < w.max(1), "reflection needs padding below the side");
     assert!((bottom == 0 || h >= 2) && (right == 0 || w >= 2), "reflection needs sides of 2");
-    assert_eq!(input.len, n * h * w * c, "reflect pad input size");
+    assert_eq!(input.len(), n * h * w * c, "reflect pad input size");
     launch::<R, E>(client, input, (h, w, c), out, (n, h + bottom, w + right, c), 1, Op::ReflectPad);
 }
 
@@ -257,7 +257,7 @@ pub fn copy_channels<R: Runtime, E: Element>(
     channels: usize,
 ) {
     assert!(in_offset + channels <= in_stride && out_offset + channels <= out_stride);
-    assert!(input.len >= pixels * in_stride && out.len >= pixels * out_stride, "copy sizes");
+    assert!(input.len() >= pixels * in_stride && out.len() >= pixels * out_stride, "copy sizes");
     if pixels * channels == 0 {
         return;
     }
@@ -457,7 +457,7 @@ mod tests {
     fn check_all<E: Element>() {
         let client = client();
         let upload = |v: &[f32]| DeviceBuffer::from_f32_as::<_, E>(&client, v);
-        let read = |b: &DeviceBuffer| read_as_f32::<E>(&client, b.handle.clone());
+        let read = |b: &DeviceBuffer| read_as_f32::<E>(&client, b.handle().clone());
         let mut rng = Rng::new(61);
         for case in 0..6 {
             let (n, h, w) = (rng.range(1, 3), rng.range(1, 5), rng.range(1, 5));

@@ -41,18 +41,18 @@ pub fn linear<R: Runtime, E: Element>(
     silu: bool,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len, rows * inputs, "linear input size");
-    assert_eq!(weight.len, outputs * inputs, "linear weight size");
-    assert_eq!(bias.len, outputs, "linear bias size");
-    assert_eq!(out.len, rows * outputs, "linear output size");
-    if out.len == 0 {
+    assert_eq!(input.len(), rows * inputs, "linear input size");
+    assert_eq!(weight.len(), outputs * inputs, "linear weight size");
+    assert_eq!(bias.len(), outputs, "linear bias size");
+    assert_eq!(out.len(), rows * outputs, "linear output size");
+    if out.is_empty() {
         return;
     }
     // SAFETY: reads below `rows × inputs` and `outputs × inputs`, one write per output.
     unsafe {
         linear_kernel::launch_unchecked::<E, R>(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             input.arg(),
             weight.arg(),
@@ -109,7 +109,7 @@ mod tests {
             let (xb, wb, bb) = (upload(&x), upload(&w), upload(&b));
             linear::<_, E>(&client, &xb, (&wb, &bb), (rows, inputs, outputs), silu, &out);
             let want = linear_reference(&x, &w, &b, inputs, silu);
-            assert_close(&read_as_f32::<E>(&client, out.handle), &want, tolerance, &format!("case {case}"));
+            assert_close(&read_as_f32::<E>(&client, out.handle().clone()), &want, tolerance, &format!("case {case}"));
         }
     }
 }

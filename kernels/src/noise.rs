@@ -63,16 +63,16 @@ fn launch_gaussian<R: Runtime, E: Element>(
     (frames, height, width, channels): (usize, usize, usize, usize),
     out: &DeviceBuffer,
 ) {
-    assert_eq!(out.len, frames * height * width * channels, "noise output size");
-    if out.len == 0 {
+    assert_eq!(out.len(), frames * height * width * channels, "noise output size");
+    if out.is_empty() {
         return;
     }
     let [key0, key1] = seed_key(seed);
-    // SAFETY: one write per output index below `out.len`.
+    // SAFETY: one write per output index below `out.len()`.
     unsafe {
         gaussian_kernel::launch_unchecked::<E, R>(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             out.arg(),
             height as u32,
@@ -184,18 +184,18 @@ pub fn latent_input<R: Runtime, E: Element>(
     (seed, first_frame, noise_scale): (u64, u32, f32),
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len, frames * height * width * channels, "latent input size");
-    assert_eq!(out.len, input.len, "latent output size");
-    assert!(mean.len == channels && std.len == channels, "one mean and std per channel");
-    if out.len == 0 {
+    assert_eq!(input.len(), frames * height * width * channels, "latent input size");
+    assert_eq!(out.len(), input.len(), "latent output size");
+    assert!(mean.len() == channels && std.len() == channels, "one mean and std per channel");
+    if out.is_empty() {
         return;
     }
     let [key0, key1] = seed_key(seed);
-    // SAFETY: one read and one write per index below `out.len`; channels below `channels`.
+    // SAFETY: one read and one write per index below `out.len()`; channels below `channels`.
     unsafe {
         latent_input_kernel::launch_unchecked::<E, R>(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             input.arg(),
             out.arg(),
@@ -254,23 +254,23 @@ pub fn add_plane<R: Runtime, E: Element>(
     plane: &DeviceBuffer,
     scale: &DeviceBuffer,
 ) {
-    let channels = scale.len;
-    assert!(channels > 0 && plane.len > 0, "a plane and a scale per channel");
-    assert_eq!(data.len % (plane.len * channels), 0, "data holds whole frames of the plane's size");
-    if data.len == 0 {
+    let channels = scale.len();
+    assert!(channels > 0 && !plane.is_empty(), "a plane and a scale per channel");
+    assert_eq!(data.len() % (plane.len() * channels), 0, "data holds whole frames of the plane's size");
+    if data.is_empty() {
         return;
     }
-    // SAFETY: in-place update of each index below `data.len`; reads inside plane and scale.
+    // SAFETY: in-place update of each index below `data.len()`; reads inside plane and scale.
     unsafe {
         add_plane_kernel::launch_unchecked::<E, R>(
             client,
-            cube_count(client, data.len),
+            cube_count(client, data.len()),
             cube_dim(),
             data.arg(),
             plane.arg(),
             scale.arg(),
             channels as u32,
-            plane.len as u32,
+            plane.len() as u32,
         );
     }
 }
@@ -299,7 +299,7 @@ mod tests {
         let frame_len = h * w * c;
         let whole = poisoned_f32(&client, frames * frame_len);
         gaussian::<_, f32>(&client, 99, 3, (frames, h, w, c), &whole);
-        let whole = read_f32(&client, whole.handle);
+        let whole = read_f32(&client, whole.handle().clone());
         let want = gaussian_reference(99, 3, (frames, h, w, c));
         for (i, (&g, &w)) in whole.iter().zip(&want).enumerate() {
             // ln and cos of f32: absolute error bound (|ε| < 5.8).
@@ -312,7 +312,7 @@ mod tests {
                 let n = chunk.min(frames - first);
                 let out = poisoned_f32(&client, n * frame_len);
                 gaussian::<_, f32>(&client, 99, 3 + first as u32, (n, h, w, c), &out);
-                got.extend(read_f32(&client, out.handle));
+                got.extend(read_f32(&client, out.handle().clone()));
                 first += n;
             }
             assert!(got == whole, "chunks of {chunk} change the noise");
@@ -320,18 +320,18 @@ mod tests {
         // Statistics of a larger draw, and another seed differs.
         let big = poisoned_f32(&client, 64 * 64 * 16);
         gaussian::<_, f32>(&client, 5, 0, (1, 64, 64, 16), &big);
-        let v = read_f32(&client, big.handle);
+        let v = read_f32(&client, big.handle().clone());
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, variance {var}");
         if has_f16() {
             let half = poisoned::<half::f16>(&client, frames * frame_len);
             gaussian::<_, half::f16>(&client, 99, 3, (frames, h, w, c), &half);
-            assert_close(&read_as_f32::<half::f16>(&client, half.handle), &want, 1e-2, "f16 noise");
+            assert_close(&read_as_f32::<half::f16>(&client, half.handle().clone()), &want, 1e-2, "f16 noise");
         }
         let other = poisoned_f32(&client, frames * frame_len);
         gaussian::<_, f32>(&client, 100, 3, (frames, h, w, c), &other);
-        assert!(read_f32(&client, other.handle) != whole);
+        assert!(read_f32(&client, other.handle().clone()) != whole);
     }
 
     #[test]
@@ -341,7 +341,7 @@ mod tests {
         let plane = |seed, id| {
             let out = poisoned_f32(&client, h * w);
             gaussian_plane::<_, f32>(&client, seed, id, (h, w), &out);
-            read_f32(&client, out.handle)
+            read_f32(&client, out.handle().clone())
         };
         let a = plane(3, 0x8001_0002);
         assert_close(&a, &gaussian_plane_reference(3, 0x8001_0002, (h, w)), 1e-3, "plane");
@@ -363,18 +363,18 @@ mod tests {
             let out = poisoned_f32(&client, z.len());
             latent_input::<_, f32>(&client, &zb, (frames, h, w, c), (&mb, &sb), (seed, first, s), &out);
             let want = latent_input_reference(&z, (h, w, c), (&mean, &std), (seed, first, s));
-            assert_close(&read_f32(&client, out.handle), &want, 1e-4, &format!("seed {seed} s {s}"));
+            assert_close(&read_f32(&client, out.handle().clone()), &want, 1e-4, &format!("seed {seed} s {s}"));
         }
         // Frame by frame equals all at once (the noise follows absolute frames).
         let whole = poisoned_f32(&client, z.len());
         latent_input::<_, f32>(&client, &zb, (frames, h, w, c), (&mb, &sb), (9, 4, 0.025), &whole);
-        let whole = read_f32(&client, whole.handle);
+        let whole = read_f32(&client, whole.handle().clone());
         let frame_len = h * w * c;
         for f in 0..frames {
             let one = upload(&z[f * frame_len..(f + 1) * frame_len]);
             let out = poisoned_f32(&client, frame_len);
             latent_input::<_, f32>(&client, &one, (1, h, w, c), (&mb, &sb), (9, 4 + f as u32, 0.025), &out);
-            assert!(read_f32(&client, out.handle) == whole[f * frame_len..(f + 1) * frame_len]);
+            assert!(read_f32(&client, out.handle().clone()) == whole[f * frame_len..(f + 1) * frame_len]);
         }
     }
 
@@ -389,6 +389,6 @@ mod tests {
         let buffer = DeviceBuffer::from_f32(&client, &data);
         add_plane::<_, f32>(&client, &buffer, &DeviceBuffer::from_f32(&client, &plane), &DeviceBuffer::from_f32(&client, &scale));
         let want = add_plane_reference(&data, &plane, &scale);
-        assert_close(&read_f32(&client, buffer.handle), &want, 1e-6, "add plane");
+        assert_close(&read_f32(&client, buffer.handle().clone()), &want, 1e-6, "add plane");
     }
 }

@@ -142,10 +142,10 @@ pub fn pixel_norm<R: Runtime, E: Element>(
     silu: bool,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len, pixels * channels, "pixel norm input size");
-    assert_eq!(out.len, pixels * channels, "pixel norm output size");
+    assert_eq!(input.len(), pixels * channels, "pixel norm input size");
+    assert_eq!(out.len(), pixels * channels, "pixel norm output size");
     if let Some((scale, shift)) = ada {
-        assert!(scale.len == channels && shift.len == channels, "one scale and shift per channel");
+        assert!(scale.len() == channels && shift.len() == channels, "one scale and shift per channel");
     }
     if pixels == 0 {
         return;
@@ -179,9 +179,9 @@ pub fn layer_norm<R: Runtime, E: Element>(
     eps: f32,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len, pixels * channels, "layer norm input size");
-    assert_eq!(out.len, pixels * channels, "layer norm output size");
-    assert!(weight.len == channels && bias.len == channels, "one weight and bias per channel");
+    assert_eq!(input.len(), pixels * channels, "layer norm input size");
+    assert_eq!(out.len(), pixels * channels, "layer norm output size");
+    assert!(weight.len() == channels && bias.len() == channels, "one weight and bias per channel");
     if pixels == 0 {
         return;
     }
@@ -277,13 +277,13 @@ mod tests {
         let out = poisoned::<f32>(&client, data.len());
         pixel_norm::<_, f32>(&client, &input, (pixels, channels), None, false, &out);
         let want = pixel_norm_reference(&data, channels, None, false);
-        assert_close(&read_as_f32::<f32>(&client, out.handle), &want, 1e-5, "pixel norm");
+        assert_close(&read_as_f32::<f32>(&client, out.handle().clone()), &want, 1e-5, "pixel norm");
         let (weight, bias) = ([1.0; 4], [0.0; 4]);
         let (w, b) = (DeviceBuffer::from_f32(&client, &weight), DeviceBuffer::from_f32(&client, &bias));
         let out = poisoned::<f32>(&client, data.len());
         layer_norm::<_, f32>(&client, &input, (pixels, channels), (&w, &b), 1e-6, &out);
         let want = layer_norm_reference(&data, channels, &weight, &bias, 1e-6);
-        assert_close(&read_as_f32::<f32>(&client, out.handle), &want, 1e-5, "layer norm");
+        assert_close(&read_as_f32::<f32>(&client, out.handle().clone()), &want, 1e-5, "layer norm");
     }
 
     fn pixel_norm_check<E: Element>(tolerance: f64) {
@@ -301,7 +301,7 @@ mod tests {
             let out = poisoned::<E>(&client, data.len());
             pixel_norm::<_, E>(&client, &input, (pixels, channels), ada.then_some((&s, &t)), silu, &out);
             let want = pixel_norm_reference(&data, channels, ada.then_some((&scale[..], &shift[..])), silu);
-            assert_close(&read_as_f32::<E>(&client, out.handle), &want, tolerance, &format!("case {case}"));
+            assert_close(&read_as_f32::<E>(&client, out.handle().clone()), &want, tolerance, &format!("case {case}"));
         }
     }
 
@@ -319,7 +319,7 @@ mod tests {
             let out = poisoned::<E>(&client, data.len());
             layer_norm::<_, E>(&client, &input, (pixels, channels), (&w, &b), 1e-6, &out);
             let want = layer_norm_reference(&data, channels, &weight, &bias, 1e-6);
-            assert_close(&read_as_f32::<E>(&client, out.handle), &want, tolerance, &format!("case {case}"));
+            assert_close(&read_as_f32::<E>(&client, out.handle().clone()), &want, tolerance, &format!("case {case}"));
         }
     }
 }

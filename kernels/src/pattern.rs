@@ -143,7 +143,7 @@ pub fn pattern<R: Runtime>(
     out: &DeviceBuffer,
 ) {
     let pixels = frames * params.width as usize * params.height as usize;
-    assert_eq!(out.len, pixels * 3, "pattern output size");
+    assert_eq!(out.len(), pixels * 3, "pattern output size");
     assert!(
         first_frame.checked_add(frames as u32).is_some(),
         "pattern frame index overflows u32"
@@ -152,7 +152,7 @@ pub fn pattern<R: Runtime>(
         return;
     }
     let [key0, key1] = seed_key(params.seed);
-    // SAFETY: every index is below `pixels * 3 == out.len`.
+    // SAFETY: every index is below `pixels * 3 == out.len()`.
     unsafe {
         pattern_kernel::launch_unchecked(
             client,
@@ -237,7 +237,7 @@ mod tests {
             let frames = rng.range(1, 3);
             let out = poisoned_f32(&client, frames * (params.width * params.height) as usize * 3);
             pattern(&client, &params, first, frames, &out);
-            let got = read_f32(&client, out.handle);
+            let got = read_f32(&client, out.handle().clone());
             let want = pattern_reference(&params, first, frames);
             assert_close(&got, &want, 1e-5, &format!("case {case} {params:?}"));
         }
@@ -265,11 +265,11 @@ mod tests {
         let plane = 40 * 30 * 3;
         let all = DeviceBuffer::empty_f32(&client, 5 * plane);
         pattern(&client, &params, 10, 5, &all);
-        let all = read_f32(&client, all.handle);
+        let all = read_f32(&client, all.handle().clone());
         for k in 0..5 {
             let one = DeviceBuffer::empty_f32(&client, plane);
             pattern(&client, &params, 10 + k as u32, 1, &one);
-            let one = read_f32(&client, one.handle);
+            let one = read_f32(&client, one.handle().clone());
             assert!(one == all[k * plane..(k + 1) * plane], "frame {k}");
         }
     }

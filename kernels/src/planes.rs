@@ -347,9 +347,9 @@ pub fn planes<R: Runtime>(
 ) {
     assert!(matches!(channels, 1 | 3 | 4), "planes take 1, 3 or 4 channels");
     assert!(format.check_size(width, height).is_ok(), "planes of an odd size");
-    assert_eq!(input.len, frames * height * width * channels, "planes input size");
-    assert_eq!(out.len, format.words(frames, width, height), "planes output size");
-    assert_eq!(flags.len, frames, "planes flags size");
+    assert_eq!(input.len(), frames * height * width * channels, "planes input size");
+    assert_eq!(out.len(), format.words(frames, width, height), "planes output size");
+    assert_eq!(flags.len(), frames, "planes flags size");
     if frames == 0 {
         return;
     }
@@ -360,11 +360,11 @@ pub fn planes<R: Runtime>(
     if !aligned {
         let samples = frames * format.samples_per_frame(width, height);
         // SAFETY: every read is a pixel of a frame below `frames`, every write below
-        // `out.len` or `frames`.
+        // `out.len()` or `frames`.
         unsafe {
             planes_any_kernel::launch_unchecked(
                 client,
-                cube_count(client, out.len),
+                cube_count(client, out.len()),
                 cube_dim(),
                 input.arg(),
                 out.arg(),
@@ -531,12 +531,12 @@ mod tests {
             let out = DeviceBuffer::from_u32(&client, &vec![0xA5A5_A5A5; words]);
             let flags = DeviceBuffer::from_u32(&client, &vec![0; frames]);
             planes(&client, &input, (frames, height, width, channels), *format, &out, &flags);
-            let flags = u32::from_bytes(&client.read_one_unchecked(flags.handle)).to_vec();
+            let flags = u32::from_bytes(&client.read_one_unchecked(flags.handle().clone())).to_vec();
             let mut want_flags = vec![0; frames];
             want_flags[0] = 1;
             want_flags[frames - 1] = 1;
             assert_eq!(flags, want_flags, "case {case}: non-finite frames");
-            let mut got = client.read_one_unchecked(out.handle).to_vec();
+            let mut got = client.read_one_unchecked(out.handle().clone()).to_vec();
             let want = planes_reference(&data, (frames, height, width, channels), *format);
             got.truncate(want.len());
             let step = format.bytes_per_sample();

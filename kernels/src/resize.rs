@@ -264,8 +264,8 @@ pub fn resize<R: Runtime>(
     frames: usize,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len, plan.input_len(frames), "resize input size");
-    assert_eq!(out.len, plan.output_len(frames), "resize output size");
+    assert_eq!(input.len(), plan.input_len(frames), "resize input size");
+    assert_eq!(out.len(), plan.output_len(frames), "resize output size");
     if frames == 0 {
         return;
     }
@@ -391,7 +391,7 @@ mod tests {
             let plan = ResizePlan::new(&client, (in_h, in_w), (out_h, out_w), c, filter, frames);
             let out = poisoned_f32(&client, plan.output_len(frames));
             resize(&client, &plan, &input, frames, &out);
-            let got = read_f32(&client, out.handle);
+            let got = read_f32(&client, out.handle().clone());
             let want = resize_reference(&data, (frames, in_h, in_w, c), (out_h, out_w), filter);
             let what = format!("case {case}: {filter:?} {in_h}x{in_w} -> {out_h}x{out_w} c{c}");
             // An absolute bound: the values live in [0, 1].
@@ -410,7 +410,7 @@ mod tests {
                     ResizePlan::new(&client, (in_len, in_len), (out_len, out_len), 3, filter, 1);
                 let out = poisoned_f32(&client, plan.output_len(1));
                 resize(&client, &plan, &input, 1, &out);
-                for v in read_f32(&client, out.handle) {
+                for v in read_f32(&client, out.handle().clone()) {
                     assert!((v - 0.375).abs() < 1e-6, "{filter:?} {in_len}->{out_len}: {v}");
                 }
             }

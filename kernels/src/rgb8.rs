@@ -56,16 +56,16 @@ pub fn rgb8<R: Runtime>(
     out: &DeviceBuffer,
 ) {
     assert!(matches!(channels, 1 | 3 | 4), "rgb8 takes 1, 3 or 4 channels");
-    assert_eq!(input.len, pixels * channels, "rgb8 input size");
-    assert_eq!(out.len, rgb8_words(pixels), "rgb8 output size");
+    assert_eq!(input.len(), pixels * channels, "rgb8 input size");
+    assert_eq!(out.len(), rgb8_words(pixels), "rgb8 output size");
     if pixels == 0 {
         return;
     }
-    // SAFETY: reads stay below `pixels * channels`, writes below `out.len`.
+    // SAFETY: reads stay below `pixels * channels`, writes below `out.len()`.
     unsafe {
         rgb8_kernel::launch_unchecked(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             input.arg(),
             out.arg(),
@@ -123,7 +123,7 @@ mod tests {
             let input = DeviceBuffer::from_f32(&client, &data);
             let out = DeviceBuffer::from_u32(&client, &vec![0xA5A5_A5A5; rgb8_words(pixels)]);
             rgb8(&client, &input, pixels, channels, &out);
-            let got = unpack_rgb8(&client.read_one_unchecked(out.handle), pixels);
+            let got = unpack_rgb8(&client.read_one_unchecked(out.handle().clone()), pixels);
             let want = rgb8_reference(&data, channels);
             for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
                 let src = f64::from(data[if channels == 1 { i / 3 } else { i / 3 * channels + i % 3 }]);

@@ -164,7 +164,7 @@ mod tests {
                 k1,
             );
         }
-        let got = client.read_one_unchecked(out.handle);
+        let got = client.read_one_unchecked(out.handle().clone());
         let got = u32::from_bytes(&got);
         for i in 0..n {
             let want = philox4x32_reference(

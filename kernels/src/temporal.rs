@@ -106,7 +106,7 @@ impl<E: Element> TemporalConv3d<E> {
         let empty = DeviceBuffer::empty::<R, E>(client, 0);
         let body = match body {
             Some(b) => {
-                assert!(b.len >= frames * frame_len, "fewer values than frames");
+                assert!(b.len() >= frames * frame_len, "fewer values than frames");
                 b
             }
             None => {
@@ -232,7 +232,7 @@ mod tests {
             let got = conv.push(client, body.as_ref(), n, end, Activation::None, None);
             assert_eq!(got.as_ref().map_or(0, |f| f.frames), expected, "predicted output frames");
             if let Some(f) = got {
-                out.extend(read_f32(client, f.buffer.handle));
+                out.extend(read_f32(client, f.buffer.handle().clone()));
             }
             at += n;
         }
@@ -241,7 +241,7 @@ mod tests {
             let got = conv.push(client, None, 0, true, Activation::None, None);
             assert_eq!(got.as_ref().map_or(0, |f| f.frames), expected, "predicted output frames");
             if let Some(f) = got {
-                out.extend(read_f32(client, f.buffer.handle));
+                out.extend(read_f32(client, f.buffer.handle().clone()));
             }
         }
         out

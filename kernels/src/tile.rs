@@ -46,16 +46,16 @@ pub fn crop<R: Runtime, A: Element, B: Element>(
     out: &DeviceBuffer,
 ) {
     assert!(y0 + tile_h <= in_h && x0 + tile_w <= in_w, "tile outside the frame");
-    assert_eq!(input.len, n * in_h * in_w * c, "crop input size");
-    assert_eq!(out.len, n * tile_h * tile_w * c, "crop output size");
-    if out.len == 0 {
+    assert_eq!(input.len(), n * in_h * in_w * c, "crop input size");
+    assert_eq!(out.len(), n * tile_h * tile_w * c, "crop output size");
+    if out.is_empty() {
         return;
     }
     // SAFETY: reads stay inside each frame's region, one write per output.
     unsafe {
         crop_kernel::launch_unchecked::<A, B, R>(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             input.arg(),
             out.arg(),
@@ -119,17 +119,17 @@ pub fn blend<R: Runtime, E: Element>(
     clamp_tile: bool,
 ) {
     assert!(y0 + tile_h <= out_h && x0 + tile_w <= out_w, "tile outside the output");
-    assert_eq!(tile.len, n * tile_h * tile_w * c, "blend tile size");
-    assert_eq!(acc.len, n * out_h * out_w * c, "blend accumulator size");
-    assert!(weight_y.len == tile_h && weight_x.len == tile_w, "one weight per tile row and column");
-    if tile.len == 0 {
+    assert_eq!(tile.len(), n * tile_h * tile_w * c, "blend tile size");
+    assert_eq!(acc.len(), n * out_h * out_w * c, "blend accumulator size");
+    assert!(weight_y.len() == tile_h && weight_x.len() == tile_w, "one weight per tile row and column");
+    if tile.is_empty() {
         return;
     }
     // SAFETY: every write lands inside the tile's rectangle of `acc`.
     unsafe {
         blend_kernel::launch_unchecked::<E, R>(
             client,
-            cube_count(client, tile.len),
+            cube_count(client, tile.len()),
             cube_dim(),
             tile.arg(),
             acc.arg(),
@@ -165,17 +165,17 @@ pub fn normalize<R: Runtime>(
     (n, out_h, out_w, c): (usize, usize, usize, usize),
     out: &DeviceBuffer,
 ) {
-    assert_eq!(acc.len, n * out_h * out_w * c, "normalize input size");
-    assert_eq!(out.len, acc.len, "normalize output size");
-    assert_eq!(inverse.len, out_h * out_w, "one weight per output pixel");
-    if out.len == 0 {
+    assert_eq!(acc.len(), n * out_h * out_w * c, "normalize input size");
+    assert_eq!(out.len(), acc.len(), "normalize output size");
+    assert_eq!(inverse.len(), out_h * out_w, "one weight per output pixel");
+    if out.is_empty() {
         return;
     }
-    // SAFETY: one read and one write per index below `out.len`.
+    // SAFETY: one read and one write per index below `out.len()`.
     unsafe {
         normalize_kernel::launch_unchecked(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             acc.arg(),
             inverse.arg(),
@@ -249,7 +249,7 @@ mod tests {
             let tile = poisoned_f32(&client, n * th * tw * c);
             crop::<_, f32, f32>(&client, &input, (n, h, w, c), (y0, x0), (th, tw), &tile);
             let want = reference::crop(&frames, (n, h, w, c), (y0, x0), (th, tw));
-            let got = read_f32(&client, tile.handle.clone());
+            let got = read_f32(&client, tile.handle().clone());
             assert_eq!(got, want, "crop at {y0},{x0}");
             let wy = rng.vec_f32(th, 0.0, 1.0);
             let wx = rng.vec_f32(tw, 0.0, 1.0);
@@ -257,7 +257,7 @@ mod tests {
             blend::<_, f32>(&client, &tile, (n, th, tw, c), (&wyb, &wxb), &acc, (h, w), (y0, x0), true);
             reference::blend(&got, (n, th, tw, c), (&wy, &wx), &mut acc_want, (h, w), (y0, x0), true);
         }
-        assert_close(&read_f32(&client, acc.handle.clone()), &acc_want, 1e-5, "blend");
+        assert_close(&read_f32(&client, acc.handle().clone()), &acc_want, 1e-5, "blend");
         let inverse: Vec<f32> = (0..h * w).map(|_| rng.uniform(0.5, 2.0) as f32).collect();
         let inv = DeviceBuffer::from_f32(&client, &inverse);
         let out = poisoned_f32(&client, frames.len());
@@ -267,6 +267,6 @@ mod tests {
             .enumerate()
             .map(|(i, &v)| (v * f64::from(inverse[(i / c) % (h * w)])).clamp(0.0, 1.0))
             .collect();
-        assert_close(&read_f32(&client, out.handle), &want, 1e-5, "normalize");
+        assert_close(&read_f32(&client, out.handle().clone()), &want, 1e-5, "normalize");
     }
 }

@@ -97,16 +97,16 @@ pub fn unpack<R: Runtime>(
     assert!(matches!(format.channels, 3 | 4) && matches!(format.bytes_per_sample, 1 | 2));
     assert!(format.quarter_turns < 4);
     let bytes = frames * format.bytes_per_frame(width, height);
-    assert_eq!(input.len, bytes.div_ceil(4), "unpack input size");
-    assert_eq!(out.len, frames * width * height * format.channels as usize, "unpack output size");
+    assert_eq!(input.len(), bytes.div_ceil(4), "unpack input size");
+    assert_eq!(out.len(), frames * width * height * format.channels as usize, "unpack output size");
     if frames == 0 {
         return;
     }
-    // SAFETY: every read is a sample of a frame below `frames`, every write below `out.len`.
+    // SAFETY: every read is a sample of a frame below `frames`, every write below `out.len()`.
     unsafe {
         unpack_kernel::launch_unchecked(
             client,
-            cube_count(client, out.len),
+            cube_count(client, out.len()),
             cube_dim(),
             input.arg(),
             out.arg(),
@@ -184,7 +184,7 @@ mod tests {
             let input = DeviceBuffer::from_u32(&client, &pack_words(&bytes));
             let out = poisoned_f32(&client, frames * width * height * format.channels as usize);
             unpack(&client, &input, (frames, height, width), format, &out);
-            let got = read_f32(&client, out.handle);
+            let got = read_f32(&client, out.handle().clone());
             let want = unpack_reference(&bytes, (frames, height, width), format);
             assert_close(&got, &want, 1e-6, &format!("case {case}: {format:?} {width}x{height}"));
         }

@@ -386,7 +386,7 @@ impl Runner {
         let (s, in_nc, out_nc) = (self.scale, self.in_nc, self.out_nc);
         let Some(plan) = &self.plan else {
             let raw = self.model.forward(device, input, (n, h, w))?;
-            let out = device.alloc(raw.len)?;
+            let out = device.alloc(raw.len())?;
             with_client!(device, client => combine::<_, f32>(client, &raw, None, true, &out));
             return Ok(out);
         };
@@ -414,7 +414,7 @@ impl Runner {
                 blend::<_, f32>(client, &out, (n, o.h, o.w, out_nc), (&weight_y, &weight_x), &acc, (plan.out_h, plan.out_w), (o.y, o.x), true)
             });
         }
-        let result = device.alloc(acc.len)?;
+        let result = device.alloc(acc.len())?;
         let ones;
         let inverse = match &plan.inverse {
             Some(inverse) => device.upload(inverse)?,

@@ -155,10 +155,7 @@ impl VideoWriter {
         let flags = device.upload_bytes(&vec![0; frames * 4])?;
         let samples = with_client!(device, client => {
             let room = self.format.words(self.chunk_frames.max(frames), w, h);
-            let samples = DeviceBuffer::new(
-                client.empty(room * 4),
-                self.format.words(frames, w, h),
-            );
+            let samples = DeviceBuffer::empty_with_room::<_, u32>(client, self.format.words(frames, w, h), room);
             planes(client, chunk.buffer(), (frames, h, w, c), self.format, &samples, &flags);
             samples
         });

@@ -209,3 +209,39 @@ async fn take_skip_concat_and_then_keep_the_contract() {
         other => panic!("expected a contract error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffers_and_chunks_cannot_claim_what_they_do_not_hold() {
+    let device = device();
+    let values = vec![0.5f32; 2 * 4 * 4 * 3];
+    // Lengths that do not match the allocation, or the shape, are refused.
+    assert!(Chunk::from_host(&device, &values, [3, 4, 4, 3], 0).is_err());
+    assert!(Chunk::from_host(&device, &values, [usize::MAX, 2, 2, 3], 0).is_err());
+    assert!(Chunk::new(&device, device.upload(&values).unwrap(), [1, 4, 4, 3], 0).is_err());
+    assert!(Chunk::new(&device, device.upload(&values).unwrap(), [usize::MAX / 2, 4, 4, 3], 0).is_err());
+    // Bytes are 4-byte words, but not f32 frames; f16 values are not either.
+    let words = device.upload_bytes(&[0u8; 96 * 4]).unwrap();
+    assert_eq!(words.elem_bytes(), 4);
+    let halves = device.upload_as::<half::f16>(&values).unwrap();
+    let err = Chunk::new(&device, halves, [2, 4, 4, 3], 0).unwrap_err();
+    assert!(err.to_string().contains("2-byte"), "{err}");
+    // Slices past the end, or whose end overflows, are errors.
+    let chunk = Chunk::from_host(&device, &values, [2, 4, 4, 3], 0).unwrap();
+    for (start, frames) in [(0, 3), (2, 1), (1, 0), (usize::MAX, 2), (1, usize::MAX)] {
+        assert!(chunk.slice(start, frames).is_err(), "slice {start}+{frames}");
+    }
+    assert_eq!(chunk.slice(1, 1).unwrap().first_frame(), 1);
+    // A kernel's output shape is checked before anything is allocated.
+    struct Nothing;
+    impl framestream::kernel::FrameKernel for Nothing {
+        fn launch<R: framestream::kernel::cubecl::prelude::Runtime>(
+            &self,
+            _: framestream::kernel::KernelArgs<'_, R>,
+        ) -> Result<()> {
+            Ok(())
+        }
+    }
+    assert!(chunk.launch(&Nothing, [0, 4, 3]).is_err());
+    assert!(chunk.launch(&Nothing, [usize::MAX, usize::MAX, 3]).is_err());
+    assert_eq!(chunk.launch(&Nothing, [2, 2, 1]).unwrap().shape(), [2, 2, 2, 1]);
+}

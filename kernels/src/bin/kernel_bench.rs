@@ -84,7 +84,7 @@ fn io_suite<R: Runtime>(client: &ComputeClient<R>, options: &Options) {
     for (label, format) in [("yuv420p", PlaneFormat::YUV420P), ("yuv444p10", PlaneFormat::YUV444P10)] {
         let out = DeviceBuffer::empty_u32(client, format.words(frames, w, h));
         let flags = DeviceBuffer::from_u32(client, &vec![0; frames]);
-        let bytes = f32s(values) + (out.len * 4) as f64;
+        let bytes = f32s(values) + (out.len() * 4) as f64;
         let name = format!("planes {label} 8x1280x720");
         run(name, bytes, &mut || planes(client, &frames_in, (frames, h, w, c), format, &out, &flags));
     }
