@@ -92,11 +92,7 @@ impl Shared {
 }
 
 /// A chunk or the error that ended the run, as every branch receives it.
-#[derive(Clone)]
-enum Item {
-    Chunk(Chunk),
-    Error(Arc<Error>),
-}
+type Item = std::result::Result<Chunk, Arc<Error>>;
 
 struct State {
     /// `None` once the source has ended or failed.
@@ -174,10 +170,7 @@ impl Stream for Branch {
                     // Room: branches waiting for the slowest may go on.
                     this.shared.wakers.wake_all();
                 }
-                return Poll::Ready(Some(match item {
-                    Item::Chunk(chunk) => Ok(chunk),
-                    Item::Error(error) => Err(Error::Shared(error)),
-                }));
+                return Poll::Ready(Some(item.map_err(Error::Shared)));
             }
             if state.upstream.is_none() {
                 return Poll::Ready(None);
@@ -189,9 +182,9 @@ impl Stream for Branch {
             let upstream = state.upstream.as_mut().expect("checked above");
             let waker = Waker::from(this.shared.wakers.clone());
             match upstream.as_mut().poll_next(&mut Context::from_waker(&waker)) {
-                Poll::Ready(Some(Ok(chunk))) => state.buffer.push_back(Item::Chunk(chunk)),
+                Poll::Ready(Some(Ok(chunk))) => state.buffer.push_back(Ok(chunk)),
                 Poll::Ready(Some(Err(error))) => {
-                    state.buffer.push_back(Item::Error(Arc::new(error)));
+                    state.buffer.push_back(Err(Arc::new(error)));
                     state.upstream = None;
                 }
                 Poll::Ready(None) => state.upstream = None,
