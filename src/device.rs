@@ -49,22 +49,31 @@ pub(crate) type PerDevice<T> = std::sync::Arc<std::sync::Mutex<Vec<(Device, std:
 pub enum DeviceKind {
     /// CUDA when built with the `cuda` feature and a GPU answers, else wgpu.
     Auto,
-    /// wgpu: Vulkan, Metal or DX12; Mesa's lavapipe on a machine without a GPU.
-    Wgpu,
-    /// CUDA (needs the `cuda` feature).
-    Cuda,
+    /// wgpu: Vulkan, Metal or DX12; Mesa's lavapipe on a machine without a GPU. The default
+    /// adapter (`wgpu`), or the `n`-th one wgpu lists (`wgpu:1`).
+    Wgpu(Option<usize>),
+    /// CUDA device `n` (`cuda` is `cuda:0`; needs the `cuda` feature).
+    Cuda(usize),
 }
 
 impl FromStr for DeviceKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(DeviceKind::Auto),
-            "wgpu" | "vulkan" => Ok(DeviceKind::Wgpu),
-            "cuda" => Ok(DeviceKind::Cuda),
-            other => Err(Error::config(format!(
-                "unknown device `{other}` (expected auto, wgpu or cuda)"
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, index) = match lower.split_once(':') {
+            Some((name, index)) => match index.parse::<usize>() {
+                Ok(index) => (name, Some(index)),
+                Err(_) => return Err(Error::config(format!("`{s}`: the device index is not a number"))),
+            },
+            None => (lower.as_str(), None),
+        };
+        match (name, index) {
+            ("auto", None) => Ok(DeviceKind::Auto),
+            ("wgpu" | "vulkan", index) => Ok(DeviceKind::Wgpu(index)),
+            ("cuda", index) => Ok(DeviceKind::Cuda(index.unwrap_or(0))),
+            _ => Err(Error::config(format!(
+                "unknown device `{s}` (expected auto, wgpu, wgpu:N, cuda or cuda:N)"
             ))),
         }
     }
@@ -169,8 +178,9 @@ impl Device {
     /// Opens a device of the given kind (the same underlying device on every call).
     pub fn open(kind: DeviceKind) -> Result<Self> {
         match kind {
-            DeviceKind::Wgpu => Self::wgpu(),
-            DeviceKind::Cuda => Self::cuda(0),
+            DeviceKind::Wgpu(None) => Self::wgpu(),
+            DeviceKind::Wgpu(Some(index)) => Self::wgpu_adapter(index),
+            DeviceKind::Cuda(index) => Self::cuda(index),
             DeviceKind::Auto => {
                 if cfg!(feature = "cuda") {
                     Self::cuda(0).or_else(|_| Self::wgpu())
@@ -192,8 +202,18 @@ impl Device {
     /// The default wgpu adapter (a real GPU if there is one, else lavapipe).
     pub fn wgpu() -> Result<Self> {
         static WGPU: OnceLock<Result<Arc<Shared>, String>> = OnceLock::new();
-        let shared = WGPU.get_or_init(init_wgpu).clone().map_err(Error::Device)?;
+        let shared = WGPU.get_or_init(|| init_wgpu(None)).clone().map_err(Error::Device)?;
         Ok(Self::on_new_stream(shared))
+    }
+
+    /// The `index`-th adapter wgpu lists (the error names them all).
+    pub fn wgpu_adapter(index: usize) -> Result<Self> {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        static ADAPTERS: OnceLock<Mutex<HashMap<usize, Result<Arc<Shared>, String>>>> = OnceLock::new();
+        let mut adapters = ADAPTERS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let shared = adapters.entry(index).or_insert_with(|| init_wgpu(Some(index))).clone();
+        Ok(Self::on_new_stream(shared.map_err(Error::Device)?))
     }
 
     /// CUDA device `index` (always an error without the `cuda` feature).
@@ -360,7 +380,25 @@ impl Device {
     }
 }
 
-fn init_wgpu() -> Result<Arc<Shared>, String> {
+/// The adapter wgpu lists `index`-th, as CubeCL names it (the rank among adapters of its type).
+fn wgpu_device(adapters: &[wgpu::Adapter], index: usize) -> Result<WgpuDevice, String> {
+    let Some(adapter) = adapters.get(index) else {
+        let names: Vec<String> =
+            adapters.iter().enumerate().map(|(i, a)| format!("wgpu:{i} {}", a.get_info().name)).collect();
+        return Err(format!("no wgpu adapter {index} (there are {})", names.join(", ")));
+    };
+    let kind = adapter.get_info().device_type;
+    let rank = adapters[..index].iter().filter(|a| a.get_info().device_type == kind).count();
+    Ok(match kind {
+        wgpu::DeviceType::DiscreteGpu => WgpuDevice::DiscreteGpu(rank),
+        wgpu::DeviceType::IntegratedGpu => WgpuDevice::IntegratedGpu(rank),
+        wgpu::DeviceType::VirtualGpu => WgpuDevice::VirtualGpu(rank),
+        wgpu::DeviceType::Cpu => WgpuDevice::Cpu,
+        wgpu::DeviceType::Other => return Err(format!("wgpu adapter {index} is of no type CubeCL selects")),
+    })
+}
+
+fn init_wgpu(index: Option<usize>) -> Result<Arc<Shared>, String> {
     let backend = AutoGraphicsApi::backend();
     // Ask wgpu first: CubeCL panics when no adapter exists, we want to say what to install.
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -374,11 +412,12 @@ fn init_wgpu() -> Result<Arc<Shared>, String> {
              mesa-vulkan-drivers (lavapipe)"
         ));
     }
+    let device = match index {
+        Some(index) => wgpu_device(&adapters, index)?,
+        None => WgpuDevice::DefaultDevice,
+    };
     let setup = catch_unwind(AssertUnwindSafe(|| {
-        cubecl::wgpu::init_setup::<AutoGraphicsApi>(
-            &WgpuDevice::DefaultDevice,
-            RuntimeOptions::default(),
-        )
+        cubecl::wgpu::init_setup::<AutoGraphicsApi>(&device, RuntimeOptions::default())
     }))
     .map_err(|panic| format!("wgpu initialisation failed: {}", panic_message(panic)))?;
     let adapter = setup.adapter.get_info();
@@ -393,7 +432,7 @@ fn init_wgpu() -> Result<Arc<Shared>, String> {
             .collect::<Vec<_>>()
             .join(" "),
     };
-    let client = WgpuRuntime::client(&WgpuDevice::DefaultDevice);
+    let client = WgpuRuntime::client(&device);
     Ok(Arc::new(Shared { backend: Backend::Wgpu(client), info }))
 }
 

@@ -245,3 +245,20 @@ async fn buffers_and_chunks_cannot_claim_what_they_do_not_hold() {
     assert!(chunk.launch(&Nothing, [usize::MAX, usize::MAX, 3]).is_err());
     assert_eq!(chunk.launch(&Nothing, [2, 2, 1]).unwrap().shape(), [2, 2, 2, 1]);
 }
+
+#[test]
+fn devices_are_chosen_by_runtime_and_index() {
+    let parse = |s: &str| s.parse::<DeviceKind>();
+    assert_eq!(parse("wgpu").unwrap(), DeviceKind::Wgpu(None));
+    assert_eq!(parse("Vulkan:1").unwrap(), DeviceKind::Wgpu(Some(1)));
+    assert_eq!(parse("cuda").unwrap(), DeviceKind::Cuda(0));
+    assert_eq!(parse("cuda:2").unwrap(), DeviceKind::Cuda(2));
+    for bad in ["auto:1", "cuda:x", "metal", "wgpu:-1"] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+    // The first adapter wgpu lists exists here (lavapipe at least); one past the last is named.
+    let first = Device::open(DeviceKind::Wgpu(Some(0))).unwrap();
+    assert!(!first.info().adapter.is_empty());
+    let err = Device::open(DeviceKind::Wgpu(Some(99))).map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("wgpu:0"), "{err}");
+}

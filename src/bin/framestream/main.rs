@@ -25,7 +25,7 @@ struct Cli {
     /// Print events and the result as JSON lines on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// Compute device: auto, wgpu or cuda.
+    /// Compute device: auto, wgpu, wgpu:N (the N-th adapter), cuda or cuda:N.
     #[arg(long, global = true, default_value = "auto", env = "FRAMESTREAM_DEVICE")]
     device: DeviceKind,
     #[command(subcommand)]
