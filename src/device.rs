@@ -159,6 +159,9 @@ impl fmt::Debug for Device {
     }
 }
 
+/// Devices of one runtime by index, each opened once.
+type ByIndex = OnceLock<std::sync::Mutex<std::collections::HashMap<usize, std::result::Result<Arc<Shared>, String>>>>;
+
 /// Streams of framestream start high to stay clear of the ids CubeCL gives threads.
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 40);
 
@@ -208,11 +211,18 @@ impl Device {
 
     /// The `index`-th adapter wgpu lists (the error names them all).
     pub fn wgpu_adapter(index: usize) -> Result<Self> {
-        use std::collections::HashMap;
-        use std::sync::Mutex;
-        static ADAPTERS: OnceLock<Mutex<HashMap<usize, Result<Arc<Shared>, String>>>> = OnceLock::new();
-        let mut adapters = ADAPTERS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-        let shared = adapters.entry(index).or_insert_with(|| init_wgpu(Some(index))).clone();
+        static ADAPTERS: ByIndex = OnceLock::new();
+        Self::by_index(&ADAPTERS, index, |i| init_wgpu(Some(i)))
+    }
+
+    /// Device `index` of a runtime, opened once per process (also when opening failed).
+    fn by_index(
+        table: &'static ByIndex,
+        index: usize,
+        init: impl FnOnce(usize) -> std::result::Result<Arc<Shared>, String>,
+    ) -> Result<Self> {
+        let mut opened = table.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let shared = opened.entry(index).or_insert_with(|| init(index)).clone();
         Ok(Self::on_new_stream(shared.map_err(Error::Device)?))
     }
 
@@ -220,13 +230,8 @@ impl Device {
     pub fn cuda(index: usize) -> Result<Self> {
         #[cfg(feature = "cuda")]
         {
-            use std::collections::HashMap;
-            use std::sync::Mutex;
-            static CUDA: OnceLock<Mutex<HashMap<usize, Result<Arc<Shared>, String>>>> =
-                OnceLock::new();
-            let mut devices = CUDA.get_or_init(Default::default).lock().unwrap();
-            let shared = devices.entry(index).or_insert_with(|| init_cuda(index)).clone();
-            Ok(Self::on_new_stream(shared.map_err(Error::Device)?))
+            static CUDA: ByIndex = OnceLock::new();
+            Self::by_index(&CUDA, index, init_cuda)
         }
         #[cfg(not(feature = "cuda"))]
         {
