@@ -226,8 +226,9 @@ impl Decode<'_> {
             .map_err(|e| ff_error(path, None, "opening the decoder", e))?;
 
         let mut state = Frames::new(self.probe, self.chunk_frames);
-        let mut packet = Packet::empty();
         loop {
+            // A fresh packet each read: reading into one still holding data leaks that data.
+            let mut packet = Packet::empty();
             match packet.read(&mut input) {
                 Ok(()) => {}
                 Err(ffmpeg::Error::Eof) => break,
