@@ -83,7 +83,8 @@ impl Source for VideoFile {
             });
         }
         Box::pin(async_stream::try_stream! {
-            let mut chunks = decoder_spawn((*path).clone(), (*probe).clone(), chunk_frames)?;
+            // The thread ends by itself once the stream is dropped.
+            let (mut chunks, _thread) = decoder_spawn((*path).clone(), (*probe).clone(), chunk_frames)?;
             let mut first = 0u64;
             while let Some(host) = chunks.recv().await {
                 let host = host?;

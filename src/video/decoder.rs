@@ -174,14 +174,14 @@ impl Probe {
 
 /// Starts decoding `path` from the start; chunks of `chunk_frames` frames arrive on the
 /// returned channel (the last may be shorter), then the channel closes. Dropping the receiver
-/// stops the thread.
+/// stops the thread; its handle says when it has ended.
 pub(crate) fn spawn(
     path: PathBuf,
     probe: Probe,
     chunk_frames: usize,
-) -> Result<mpsc::Receiver<Result<HostChunk>>> {
+) -> Result<(mpsc::Receiver<Result<HostChunk>>, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel(2);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("framestream-decoder".into())
         .spawn(move || {
             let mut decode = Decode { path: &path, probe: &probe, chunk_frames, sender: &sender };
@@ -190,7 +190,7 @@ pub(crate) fn spawn(
             }
         })
         .map_err(|e| Error::io("starting the decoder thread", e))?;
-    Ok(receiver)
+    Ok((receiver, thread))
 }
 
 struct Decode<'a> {

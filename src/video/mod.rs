@@ -19,12 +19,14 @@ pub(crate) use writer::VideoWriter;
 #[doc(hidden)]
 pub fn decode_on_host(path: &std::path::Path, chunk_frames: usize) -> crate::Result<u64> {
     let probe = Probe::read(path)?;
-    let mut chunks = decoder_spawn(path.to_path_buf(), probe, chunk_frames.max(1))?;
-    let mut frames = 0;
+    let (mut chunks, thread) = decoder_spawn(path.to_path_buf(), probe, chunk_frames.max(1))?;
+    let mut frames = Ok(0);
     while let Some(chunk) = chunks.blocking_recv() {
-        frames += chunk?.frames as u64;
+        frames = frames.and_then(|n| Ok(n + chunk?.frames as u64));
     }
-    Ok(frames)
+    // Joined, so the thread's resources are gone when this returns (a leak check sees none).
+    let _ = thread.join();
+    frames
 }
 
 /// Initialises FFmpeg once; its log is limited to errors (encoders print statistics at the
