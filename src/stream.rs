@@ -418,10 +418,9 @@ impl Tracked {
                 info.width, info.height, info.channels
             )));
         }
-        if let Some(total) = info.total_frames
-            && chunk.end_frame() > total {
-                return Err(self.contract(format!("frames past the announced {total}")));
-            }
+        if let Some(total) = info.total_frames && chunk.end_frame() > total {
+            return Err(self.contract(format!("frames past the announced {total}")));
+        }
         if !chunk.device().same_device(&self.device) {
             return Err(self.contract("a chunk on another device".into()));
         }

@@ -33,10 +33,9 @@ pub async fn collect<S: Source + ?Sized>(
     request: &OpenRequest,
     max_frames: u64,
 ) -> Result<Batch> {
-    if let Some(total) = source.info()?.total_frames
-        && total > max_frames {
-            return Err(Error::FrameLimit { limit: max_frames });
-        }
+    if let Some(total) = source.info()?.total_frames && total > max_frames {
+        return Err(Error::FrameLimit { limit: max_frames });
+    }
     let mut run = SinkRun::open("collect", source, request)?;
     let mut chunks = Vec::new();
     let mut frames = 0u64;

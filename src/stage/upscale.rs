@@ -164,14 +164,13 @@ impl Stage for Upscale {
             Kind::Resample(r) => r.info(upstream),
             Kind::Model(model, tiling) => {
                 channels(model, upstream.channels)?;
-                if let Some(t) = tiling.tile
-                    && (t < 4 || t <= 2 * tiling.overlap) {
-                        return Err(Error::config(format!(
-                            "tile {t} with overlap {}: tiles need more than twice the overlap \
-                             and at least 4 pixels",
-                            tiling.overlap
-                        )));
-                    }
+                if let Some(t) = tiling.tile && (t < 4 || t <= 2 * tiling.overlap) {
+                    return Err(Error::config(format!(
+                        "tile {t} with overlap {}: tiles need more than twice the overlap \
+                         and at least 4 pixels",
+                        tiling.overlap
+                    )));
+                }
                 let s = model.scale();
                 Ok(StreamInfo { width: upstream.width * s, height: upstream.height * s, ..upstream.clone() })
             }

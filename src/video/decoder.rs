@@ -358,14 +358,15 @@ impl Frames {
     fn check_timestamp(&mut self, decoded: &frame::Video, frame_ticks: Option<f64>, path: &Path) -> Result<()> {
         let Some(now) = decoded.timestamp() else { return Ok(()) };
         if let (Some(last), Some(ticks)) = (self.last_timestamp, frame_ticks)
-            && (now - last) as f64 > 1.5 * ticks {
-                let missing = ((now - last) as f64 / ticks).round() as u64 - 1;
-                return Err(Error::video(
-                    path,
-                    Some(self.decoded),
-                    format!("about {missing} frames are missing before this one (damaged data)"),
-                ));
-            }
+            && (now - last) as f64 > 1.5 * ticks
+        {
+            let missing = ((now - last) as f64 / ticks).round() as u64 - 1;
+            return Err(Error::video(
+                path,
+                Some(self.decoded),
+                format!("about {missing} frames are missing before this one (damaged data)"),
+            ));
+        }
         self.last_timestamp = Some(now);
         Ok(())
     }

@@ -246,10 +246,9 @@ impl Encoder {
             if !listed(codec.id()) {
                 unlisted.push(format!("{} video", spec.encoder));
             }
-            if let Some((a, _)) = &audio
-                && !listed(a.codec) {
-                    unlisted.push(format!("{:?} audio", a.codec));
-                }
+            if let Some((a, _)) = &audio && !listed(a.codec) {
+                unlisted.push(format!("{:?} audio", a.codec));
+            }
             return Err(match unlisted.is_empty() {
                 true => fail("writing the header", e),
                 false => Error::video(

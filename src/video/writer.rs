@@ -82,10 +82,9 @@ impl VideoWriter {
             .check_size(info.width, info.height)
             .map_err(|why| Error::shape(format!("{pixel_format}: {why}")))?;
         let encoder_name = pick_encoder(options.codec, options, target)?;
-        if let Some(audio) = &options.audio_from
-            && !audio.exists() {
-                return Err(Error::video(audio, None, "the audio source does not exist"));
-            }
+        if let Some(audio) = &options.audio_from && !audio.exists() {
+            return Err(Error::video(audio, None, "the audio source does not exist"));
+        }
         // Re-timed at a rate asked for, else the stream's timestamps or evenly at its rate.
         let (stamped, nominal) = match (options.fps, options.fps_mode, info.time_base) {
             (Some(fps), FpsMode::Passthrough, _) => (false, fps),

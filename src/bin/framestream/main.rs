@@ -165,14 +165,13 @@ impl UpscaleOptions {
             return Ok(Upscale::resample(factor, self.filter));
         };
         let model = UpscaleModel::load(path)?;
-        if let Some(factor) = self.scale
-            && factor != model.scale() as f64 {
-                return Err(Error::InvalidConfig(format!(
-                    "--scale {factor} but {} upscales by {}",
-                    path.display(),
-                    model.scale()
-                )));
-            }
+        if let Some(factor) = self.scale && factor != model.scale() as f64 {
+            return Err(Error::InvalidConfig(format!(
+                "--scale {factor} but {} upscales by {}",
+                path.display(),
+                model.scale()
+            )));
+        }
         let mut stage = Upscale::model(model).blend(self.blend).memory_budget(self.memory_budget << 20);
         if let Some(tile) = self.tile {
             stage = stage.tile(tile, self.overlap);
@@ -430,12 +429,11 @@ async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
 }
 
 fn check_not_same_file(input: &Path, output: &Path) -> Result<()> {
-    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize())
-        && a == b {
-            return Err(Error::InvalidConfig(format!(
-                "{} is both the input and the output",
-                input.display()
-            )));
-        }
+    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) && a == b {
+        return Err(Error::InvalidConfig(format!(
+            "{} is both the input and the output",
+            input.display()
+        )));
+    }
     Ok(())
 }

@@ -159,12 +159,13 @@ impl LtxConfig {
     /// reference implementation's defaults for absent fields.
     pub fn from_official(config: &Value) -> Result<Self, String> {
         if let Some(name) = field(config, "_class_name").and_then(Value::as_str)
-            && name != "CausalVideoAutoencoder" {
-                return Err(format!(
-                    "`_class_name` {name}: not a convolutional LTX VAE (CausalVideoAutoencoder; \
-                     LTX-2.5's diffusion decoder is not supported)"
-                ));
-            }
+            && name != "CausalVideoAutoencoder"
+        {
+            return Err(format!(
+                "`_class_name` {name}: not a convolutional LTX VAE (CausalVideoAutoencoder; \
+                 LTX-2.5's diffusion decoder is not supported)"
+            ));
+        }
         check_dims(config)?;
         let norm = field(config, "norm_layer").and_then(Value::as_str).unwrap_or("group_norm");
         if norm != "pixel_norm" {

@@ -96,11 +96,10 @@ impl FrameQueue {
     /// Exactly `n` frames (at most those queued) in one buffer of room for `room` frames.
     fn take_exact<E: Element>(&mut self, device: &Device, n: usize, room: usize) -> Result<DeviceBuffer> {
         assert!(n <= self.frames, "{n} frames asked of a queue of {}", self.frames);
-        if let Some((piece, 0)) = self.pieces.front()
-            && piece.frames == n && room <= n {
-                self.frames -= n;
-                return Ok(self.pieces.pop_front().expect("front").0.buffer);
-            }
+        if let Some((piece, 0)) = self.pieces.front() && piece.frames == n && room <= n {
+            self.frames -= n;
+            return Ok(self.pieces.pop_front().expect("front").0.buffer);
+        }
         let len = self.frame_len;
         let out = device.alloc_as::<E>(n * len, room.max(n) * len)?;
         let mut done = 0;
