@@ -127,6 +127,12 @@ impl Chunk {
         Ok(self)
     }
 
+    /// The same frames, untimed (for a stream evenly timed at its rate).
+    pub fn without_timestamps(mut self) -> Self {
+        self.timestamps = None;
+        self
+    }
+
     /// Each frame's presentation timestamp, in a timed stream.
     pub fn timestamps(&self) -> Option<&[i64]> {
         self.timestamps.as_deref()

@@ -41,7 +41,8 @@ impl<'a, R: Runtime> KernelArgs<'a, R> {
         Self { client, input: input.0, output: output.0, input_shape: input.1, output_shape: output.1 }
     }
 
-    /// The frames, an `Array<f32>` of every value of the chunk.
+    /// The frames, an `Array<f32>` of every value of the chunk. Bind it read-only (`&Array`):
+    /// clones of the chunk (a tee's other branches) share these values.
     pub fn input(&self) -> ArrayArg<R> {
         // SAFETY: a chunk's buffer holds exactly its shape's count of f32 values.
         unsafe { self.input.arg() }

@@ -56,8 +56,10 @@ impl ImageBatch {
     }
 
     /// Frames already on a device.
+    /// Frames already on the device, evenly timed at [`fps`](Self::fps) (timestamps they
+    /// carried are dropped).
     pub fn from_chunk(chunk: Chunk) -> Self {
-        Self { frames: Arc::new(Frames::Device(chunk)), fps: Rational::default() }
+        Self { frames: Arc::new(Frames::Device(chunk.without_timestamps())), fps: Rational::default() }
     }
 
     pub fn fps(mut self, fps: Rational) -> Self {

@@ -36,7 +36,7 @@ impl<A: Source, B: Source> Source for Concat<A, B> {
         }
         if a.time_base != b.time_base {
             return Err(Error::config(format!(
-                "cannot join streams timed in {:?} and {:?} (re-time one first)",
+                "cannot join streams timed in different units ({:?} and {:?} seconds a tick)",
                 a.time_base, b.time_base
             )));
         }

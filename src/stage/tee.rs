@@ -17,7 +17,8 @@ use crate::stream::{FrameStream, OpenRequest, Source};
 /// memory stays bounded; an error reaches every branch; a dropped branch no longer holds the
 /// others back. The branches are [`Opened`] sources: give each to a sink, and drive the sinks
 /// concurrently (`tokio::join!`, spawned tasks) — a branch left unpolled stalls the others once
-/// `capacity` chunks wait for it.
+/// `capacity` chunks wait for it, so move each branch into its sink's future
+/// (`async move { drain(&branch, &request).await }`): a sink that fails early then drops it.
 ///
 /// The frames are computed with `request` (its device stream and chunk size); each sink
 /// regroups them to its own chunk size. Sinks opened with clones of `request` share its
@@ -180,6 +181,9 @@ impl Stream for Branch {
                 return Poll::Pending;
             }
             let upstream = state.upstream.as_mut().expect("checked above");
+            // Registered before the poll: the source may wake from another thread before
+            // `poll_next` returns.
+            this.shared.wakers.set(this.index, cx.waker());
             let waker = Waker::from(this.shared.wakers.clone());
             match upstream.as_mut().poll_next(&mut Context::from_waker(&waker)) {
                 Poll::Ready(Some(Ok(chunk))) => state.buffer.push_back(Ok(chunk)),
@@ -188,10 +192,7 @@ impl Stream for Branch {
                     state.upstream = None;
                 }
                 Poll::Ready(None) => state.upstream = None,
-                Poll::Pending => {
-                    this.shared.wakers.set(this.index, cx.waker());
-                    return Poll::Pending;
-                }
+                Poll::Pending => return Poll::Pending,
             }
             state.peak = state.peak.max(state.buffer.len());
             // Other branches may take what arrived.

@@ -185,7 +185,10 @@ pub(crate) fn spawn(
         .name("framestream-decoder".into())
         .spawn(move || {
             let mut decode = Decode { path: &path, probe: &probe, chunk_frames, sender: &sender };
-            if let Err(e) = decode.run() {
+            // A panic must not read as the end of the file.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode.run()))
+                .unwrap_or_else(|_| Err(Error::video(&path, None, "the decoder thread panicked")));
+            if let Err(e) = result {
                 let _ = sender.blocking_send(Err(e));
             }
         })
@@ -358,9 +361,9 @@ impl Frames {
     fn check_timestamp(&mut self, decoded: &frame::Video, frame_ticks: Option<f64>, path: &Path) -> Result<()> {
         let Some(now) = decoded.timestamp() else { return Ok(()) };
         if let (Some(last), Some(ticks)) = (self.last_timestamp, frame_ticks)
-            && (now - last) as f64 > 1.5 * ticks
+            && now.saturating_sub(last) as f64 > 1.5 * ticks
         {
-            let missing = ((now - last) as f64 / ticks).round() as u64 - 1;
+            let missing = (now.saturating_sub(last) as f64 / ticks).round() as u64 - 1;
             return Err(Error::video(
                 path,
                 Some(self.decoded),

@@ -50,7 +50,7 @@ impl Pacer {
     /// Seconds of output emitted so far.
     pub fn emitted_seconds(&self, last: &Emit) -> f64 {
         match (last, self.rate) {
-            (Emit::Stamped { pts, duration }, _) => (pts + duration) as f64 * self.tick.as_f64(),
+            (Emit::Stamped { pts, duration }, _) => pts.saturating_add(*duration) as f64 * self.tick.as_f64(),
             (Emit::Slots(_), Some(rate)) => self.next_slot as f64 / rate.as_f64(),
             (Emit::Slots(_), None) => 0.0,
         }
@@ -59,7 +59,7 @@ impl Pacer {
     /// The held frame at `start`, shown until `end` (ticks from the first frame).
     fn emit(&mut self, start: i64, end: i64) -> Emit {
         let Some(rate) = self.rate else {
-            return Emit::Stamped { pts: start, duration: (end - start).max(1) };
+            return Emit::Stamped { pts: start, duration: end.saturating_sub(start).max(1) };
         };
         // Slot n shows the frame on screen at its middle, (n + ½) / rate. Slots before `end`:
         // (2n + 1)·den_r·den_t < 2·num_r·num_t·end, so n < ⌈2·num_r·num_t·end / (den_r·den_t)⌉ / 2,

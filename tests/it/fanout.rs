@@ -153,3 +153,34 @@ async fn frames_pushed_from_outside_are_saved_in_any_chunk_sizes() {
     assert!(sender.send(chunk).await.is_err());
 }
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_decoded_once_feeds_two_sinks() {
+    // The decoder thread wakes the tee from outside the runtime, the case a lost wake-up hangs.
+    let dir = temp_dir("tee-file");
+    let path = dir.join("clip.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30:duration=1"])
+        .args(["-c:v", "libx264", "-bf", "2"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let file = VideoFile::open(&path).unwrap();
+    for capacity in [1, 3] {
+        let base = request(4);
+        let mut tee = Tee::open(&file, &base, 2, capacity).unwrap();
+        let [a, b]: [Opened; 2] = tee.branches().try_into().unwrap();
+        let (ra, rb) = (base.clone(), base.clone().with_chunk_frames(7));
+        let both = async move {
+            tokio::join!(async move { collect(&a, &ra, 100).await }, async move { drain(&b, &rb).await })
+        };
+        let (batch, drained) = tokio::time::timeout(Duration::from_secs(60), both).await.expect("the tee stalled");
+        assert_eq!(drained.unwrap().frames, 30);
+        let batch = batch.unwrap();
+        assert_eq!(batch.frames.as_ref().unwrap().timestamps().map(<[i64]>::len), Some(30));
+        // A collected file's frames make an evenly timed batch.
+        let again = ImageBatch::from_chunk(batch.frames.unwrap());
+        assert_eq!(drain(&again, &request(8)).await.unwrap().frames, 30);
+    }
+}
