@@ -41,6 +41,11 @@ impl Rational {
     pub fn as_f64(self) -> f64 {
         f64::from(self.num) / f64::from(self.den)
     }
+
+    /// Ticks of `time_base` one frame at this rate lasts (rounded, at least 1).
+    pub(crate) fn frame_ticks(self, time_base: Rational) -> i64 {
+        (1.0 / (self.as_f64() * time_base.as_f64())).round().max(1.0) as i64
+    }
 }
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {

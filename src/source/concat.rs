@@ -55,7 +55,7 @@ impl<A: Source, B: Source> Source for Concat<A, B> {
         };
         let (mut first, mut second) = (self.first.open(request), self.second.open(request));
         // Ticks one frame lasts, between the first's last frame and the second's first.
-        let step = info.time_base.map(|t| (1.0 / (info.fps.as_f64() * t.as_f64())).round().max(1.0) as i64);
+        let step = info.time_base.map(|t| info.fps.frame_ticks(t));
         let joined = async_stream::try_stream! {
             let mut last = None;
             while let Some(chunk) = first.next().await {

@@ -339,7 +339,7 @@ impl Frames {
             last_timestamp: None,
             timestamps: Vec::with_capacity(chunk_frames),
             last_given: None,
-            frame_step: (1.0 / (probe.fps.as_f64() * probe.time_base.as_f64())).round().max(1.0) as i64,
+            frame_step: probe.fps.frame_ticks(probe.time_base),
         }
     }
 

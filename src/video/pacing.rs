@@ -29,7 +29,7 @@ impl Pacer {
     /// Input timestamps in ticks of `time_base`, frames nominally at `nominal` a second;
     /// `resample_to` a constant rate, or keep the timestamps.
     pub fn new(time_base: Rational, nominal: Rational, resample_to: Option<Rational>) -> Self {
-        let last_duration = (1.0 / (nominal.as_f64() * time_base.as_f64())).round().max(1.0) as i64;
+        let last_duration = nominal.frame_ticks(time_base);
         Self { tick: time_base, last_duration, rate: resample_to, first: None, held: None, next_slot: 0 }
     }
 
