@@ -19,6 +19,11 @@ pub type Shape = [usize; 4];
 /// [`time_base`](crate::StreamInfo::time_base)).
 ///
 /// Cloning shares the device buffer; kernels never write into a chunk they were given.
+///
+/// The synchronous methods that compute ([`launch`](Self::launch), [`slice`](Self::slice),
+/// [`concat`](Self::concat), [`from_host`](Self::from_host)) submit device work at once and
+/// may block the thread: stages run on their lane's thread, where that is expected; other
+/// async code wraps them in [`Device::compute`].
 #[derive(Clone)]
 pub struct Chunk {
     buffer: DeviceBuffer,
@@ -293,11 +298,17 @@ impl Chunk {
     /// device so only bytes are read back.
     pub async fn to_rgb8(&self) -> Result<Vec<u8>> {
         let pixels = self.frames() * self.height() * self.width();
-        let words = with_client!(self.device, client => {
-            let out = DeviceBuffer::empty_u32(client, rgb8_words(pixels));
-            rgb8(client, &self.buffer, pixels, self.channels(), &out);
-            out
-        });
+        let chunk = self.clone();
+        let words = self
+            .device
+            .compute(move || {
+                Ok(with_client!(chunk.device, client => {
+                    let out = DeviceBuffer::empty_u32(client, rgb8_words(pixels));
+                    rgb8(client, &chunk.buffer, pixels, chunk.channels(), &out);
+                    out
+                }))
+            })
+            .await?;
         let bytes = self.device.read_bytes(&words).await?;
         Ok(unpack_rgb8(&bytes, pixels))
     }

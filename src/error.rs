@@ -60,6 +60,11 @@ pub enum Error {
     #[error(transparent)]
     Shared(std::sync::Arc<Error>),
 
+    /// The work was stopped because its consumer dropped the stream (seen only by code that
+    /// runs on after the drop, such as a stage's own cleanup).
+    #[error("cancelled")]
+    Cancelled,
+
     /// An error raised by user code inside a stage (`map`, a custom stage).
     #[error("stage `{stage}`: {source}")]
     Stage {

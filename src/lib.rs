@@ -28,6 +28,7 @@
 //! partial file, and an existing target is only replaced when the options say so.
 
 mod atomic_file;
+mod blocking;
 pub mod chunk;
 pub mod device;
 pub mod error;
@@ -43,7 +44,7 @@ pub mod stream;
 pub mod video;
 
 pub use chunk::{Chunk, HostFrames, Shape};
-pub use device::{Device, DeviceInfo, DeviceKind, MemoryUsage};
+pub use device::{Device, DeviceInfo, DeviceKind, MAX_LANES, MemoryUsage};
 pub use error::{Error, Result};
 pub use ext::SourceExt;
 pub use progress::{Event, EventKind, ProgressSender, StageId, StageReporter};

@@ -378,7 +378,8 @@ impl Tracked {
         let mut request = request.clone();
         request.stage = Some((reporter.id(), name));
         let (inner, info) = match (request.validate(), info.and_then(|i| i.check().map(|_| i))) {
-            (Ok(()), Ok(info)) => (source.stream(&request), Some(info)),
+            // Polled on the request's lane thread, off the caller's runtime.
+            (Ok(()), Ok(info)) => (request.device.drive(source.stream(&request)), Some(info)),
             (Err(e), _) | (_, Err(e)) => (failed(e), None),
         };
         Box::pin(Tracked {

@@ -54,7 +54,8 @@ pub async fn collect<S: Source + ?Sized>(
     let joined = if chunks.is_empty() {
         None
     } else {
-        match Chunk::concat(&chunks) {
+        let device = request.device().clone();
+        match device.compute(move || Chunk::concat(&chunks)).await {
             Ok(chunk) => Some(chunk),
             Err(e) => return Err(run.fail(e)),
         }

@@ -24,11 +24,18 @@ pub struct VideoFile {
 }
 
 impl VideoFile {
-    /// Reads the file's header; errors name the file.
+    /// Reads the file's header; errors name the file. Blocking (FFmpeg probes the file, which
+    /// may be on a slow disk): async code uses [`open_async`](Self::open_async).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let probe = Probe::read(&path)?;
         Ok(Self { path: Arc::new(path), probe: Arc::new(probe) })
+    }
+
+    /// [`open`](Self::open) on a thread of its own.
+    pub async fn open_async(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        crate::blocking::on_thread("video probing", move || Self::open(path)).await
     }
 
     pub fn path(&self) -> &Path {

@@ -211,6 +211,10 @@ struct Runner {
     pad_to: usize,
     /// `None`: whole frames.
     plan: Option<TilePlan>,
+    /// The plan's blend weights on the device, uploaded once: each tile's (rows, columns),
+    /// and the per-pixel normaliser.
+    tile_weights: Vec<(DeviceBuffer, DeviceBuffer)>,
+    inverse: Option<DeviceBuffer>,
     /// Frames per model call.
     batch: usize,
     luma: Option<ConvWeights>,
@@ -287,8 +291,25 @@ impl Runner {
         let alpha = (channels == Channels::SplitAlpha).then(|| {
             with_client!(device, client => ResizePlan::new(client, (h, w), (h * s, w * s), 1, Filter::Bilinear, batch))
         });
+        let tile_weights = match &plan {
+            Some(plan) => plan
+                .tiles
+                .iter()
+                .map(|t| Ok((device.upload(&t.weight_y)?, device.upload(&t.weight_x)?)))
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let inverse = match &plan {
+            Some(plan) => Some(match &plan.inverse {
+                Some(inverse) => device.upload(inverse)?,
+                None => device.upload(&vec![1.0; plan.out_h * plan.out_w])?,
+            }),
+            None => None,
+        };
         Ok(Self {
             model: model.on(device)?,
+            tile_weights,
+            inverse,
             scale: s,
             channels,
             c: info.channels,
@@ -401,28 +422,19 @@ impl Runner {
         };
         let acc = device.alloc(n * plan.out_h * plan.out_w * out_nc)?;
         with_client!(device, client => fill::<_, f32>(client, &acc, 0.0));
-        for tile in &plan.tiles {
+        for (tile, (weight_y, weight_x)) in plan.tiles.iter().zip(&self.tile_weights) {
             let r = tile.input;
             let cut = device.alloc(n * r.h * r.w * in_nc)?;
             with_client!(device, client => crop::<_, f32, f32>(client, source, (n, ph, pw, in_nc), (r.y, r.x), (r.h, r.w), &cut));
             let out = self.model.forward(device, &cut, (n, r.h, r.w))?;
-            let weight_y = device.upload(&tile.weight_y)?;
-            let weight_x = device.upload(&tile.weight_x)?;
             let o = tile.output;
             with_client!(device, client => {
-                blend::<_, f32>(client, &out, (n, o.h, o.w, out_nc), (&weight_y, &weight_x), &acc, (plan.out_h, plan.out_w), (o.y, o.x), true)
+                blend::<_, f32>(client, &out, (n, o.h, o.w, out_nc), (weight_y, weight_x), &acc, (plan.out_h, plan.out_w), (o.y, o.x), true)
             });
         }
         let result = device.alloc(acc.len())?;
-        let ones;
-        let inverse = match &plan.inverse {
-            Some(inverse) => device.upload(inverse)?,
-            None => {
-                ones = device.upload(&vec![1.0; plan.out_h * plan.out_w])?;
-                ones
-            }
-        };
-        with_client!(device, client => normalize(client, &acc, &inverse, (n, plan.out_h, plan.out_w, out_nc), &result));
+        let inverse = self.inverse.as_ref().expect("a tiled plan has its normaliser");
+        with_client!(device, client => normalize(client, &acc, inverse, (n, plan.out_h, plan.out_w, out_nc), &result));
         if (ph, pw) == (h, w) {
             return Ok(result);
         }

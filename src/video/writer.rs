@@ -151,13 +151,19 @@ impl VideoWriter {
     pub async fn write(&mut self, chunk: &Chunk) -> Result<()> {
         let device = chunk.device();
         let [frames, h, w, c] = chunk.shape();
-        let flags = device.upload_bytes(&vec![0; frames * 4])?;
-        let samples = with_client!(device, client => {
-            let room = self.format.words(self.chunk_frames.max(frames), w, h);
-            let samples = DeviceBuffer::empty_with_room::<_, u32>(client, self.format.words(frames, w, h), room);
-            planes(client, chunk.buffer(), (frames, h, w, c), self.format, &samples, &flags);
-            samples
-        });
+        let (format, room) = (self.format, self.format.words(self.chunk_frames.max(frames), w, h));
+        let (input, on_lane) = (chunk.clone(), device.clone());
+        let (flags, samples) = device
+            .compute(move || {
+                let flags = on_lane.upload_bytes(&vec![0; frames * 4])?;
+                let samples = with_client!(on_lane, client => {
+                    let samples = DeviceBuffer::empty_with_room::<_, u32>(client, format.words(frames, w, h), room);
+                    planes(client, input.buffer(), (frames, h, w, c), format, &samples, &flags);
+                    samples
+                });
+                Ok((flags, samples))
+            })
+            .await?;
         let mut read = device.read_buffers(&[&flags, &samples]).await?;
         let mut samples = read.pop().expect("two buffers read");
         let flags = read.pop().expect("two buffers read");

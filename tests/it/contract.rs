@@ -99,7 +99,8 @@ async fn a_stage_that_breaks_the_contract_is_named() {
         let host = futures::executor::block_on(chunk.to_host())?;
         Chunk::from_host(chunk.device(), &host.data[..host.data.len() / 2], [chunk.frames(), 4, 8, 3], chunk.first_frame())
     });
-    assert!(matches!(drain(&video, &request(3)).await, Err(Error::Contract { .. })));
+    let report = drain(&video, &request(3)).await;
+    assert!(matches!(report, Err(Error::Contract { .. })), "{report:?}");
 }
 
 #[test]

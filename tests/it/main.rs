@@ -10,6 +10,7 @@ mod lifecycle;
 mod ltx;
 mod preview;
 mod resize;
+mod runtime;
 mod sinks;
 mod upscale;
 mod video;

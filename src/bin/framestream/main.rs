@@ -159,12 +159,12 @@ struct UpscaleOptions {
 
 impl UpscaleOptions {
     /// The stage these options describe.
-    fn stage(&self) -> Result<Upscale> {
+    async fn stage(&self) -> Result<Upscale> {
         let Some(path) = &self.model else {
             let factor = self.scale.ok_or_else(|| Error::InvalidConfig("give --scale or --model".into()))?;
             return Ok(Upscale::resample(factor, self.filter));
         };
-        let model = UpscaleModel::load(path)?;
+        let model = UpscaleModel::load_async(path).await?;
         if let Some(factor) = self.scale && factor != model.scale() as f64 {
             return Err(Error::InvalidConfig(format!(
                 "--scale {factor} but {} upscales by {}",
@@ -394,25 +394,25 @@ async fn pattern(cli: &Cli, args: &PatternArgs, output: &Output) -> Result<()> {
 async fn transcode(cli: &Cli, args: &TranscodeArgs, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.input, &args.output.output)?;
-    let video = VideoFile::open(&args.input)?;
+    let video = VideoFile::open_async(&args.input).await?;
     run_pipeline(cli, &video, &args.output, output).await
 }
 
 async fn upscale(cli: &Cli, args: &UpscaleArgs, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.input, &args.output.output)?;
-    let video = VideoFile::open(&args.input)?.pipe(args.upscale.stage()?);
+    let video = VideoFile::open_async(&args.input).await?.pipe(args.upscale.stage().await?);
     run_pipeline(cli, &video, &args.output, output).await
 }
 
 async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.latent, &args.output.output)?;
-    let mut vae = LtxVae::load(&args.vae)?;
+    let mut vae = LtxVae::load_async(&args.vae).await?;
     if let Some(padding) = &args.padding {
         vae = vae.with_padding(framestream::model::ltx::parse_padding(padding)?);
     }
-    let latent = Latent::open(&args.latent, args.batch_index)?;
+    let latent = Latent::open_async(&args.latent, args.batch_index).await?;
     let decoded = LtxVaeDecode::new(vae, latent)?
         .seed(args.seed)
         .timestep(args.timestep)
@@ -421,7 +421,7 @@ async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
         .precision(args.precision)
         .fps(args.fps);
     let video = if args.upscale.model.is_some() || args.upscale.scale.is_some() {
-        decoded.pipe(args.upscale.stage()?).boxed()
+        decoded.pipe(args.upscale.stage().await?).boxed()
     } else {
         decoded.boxed()
     };

@@ -62,9 +62,16 @@ fn strip_common_prefix(file: &WeightFile) -> WeightFile {
 }
 
 impl UpscaleModel {
-    /// Loads a `.safetensors` or `.pth` file and detects its architecture.
+    /// Loads a `.safetensors` or `.pth` file and detects its architecture. Blocking (it
+    /// reads the file): async code uses [`load_async`](Self::load_async).
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
         Self::from_weights(&WeightFile::open(path.as_ref())?)
+    }
+
+    /// [`load`](Self::load) on a thread of its own.
+    pub async fn load_async(path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let path = path.into();
+        crate::blocking::on_thread("model loading", move || Self::load(path)).await
     }
 
     /// Detects the architecture of weights already read; the model is named after the file.
@@ -182,7 +189,8 @@ impl UpscaleModel {
             in_channels: self.in_channels(),
             out_channels: self.out_channels(),
         });
-        uploaded.push((device.clone(), model.clone()));
+        // An unused handle: the cache must not hold a lane.
+        uploaded.push((device.fork(), model.clone()));
         Ok(model)
     }
 }

@@ -20,10 +20,17 @@ pub struct Latent {
 const LEGACY_SCALE: f32 = 0.18215;
 
 impl Latent {
+    /// [`open`](Self::open) on a thread of its own.
+    pub async fn open_async(path: impl Into<std::path::PathBuf>, batch_index: Option<usize>) -> Result<Self> {
+        let path = path.into();
+        crate::blocking::on_thread("latent loading", move || Self::open(path, batch_index)).await
+    }
+
     /// Reads a latent file: ComfyUI's `.latent` (tensor `latent_tensor`; files without the
     /// `latent_format_version_0` marker are legacy and divided by 0.18215, as ComfyUI does),
     /// or a `.safetensors` file with exactly one 5-D tensor. A batch of several latents needs
-    /// `batch_index`.
+    /// `batch_index`. Blocking (it reads the file): async code uses
+    /// [`open_async`](Self::open_async).
     pub fn open(path: impl AsRef<Path>, batch_index: Option<usize>) -> Result<Self> {
         let path = path.as_ref();
         let bad = |message: String| Error::Latent { path: path.to_path_buf(), message };

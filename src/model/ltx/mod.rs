@@ -57,9 +57,16 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 }
 
 impl LtxVae {
+    /// [`load`](Self::load) on a thread of its own.
+    pub async fn load_async(path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let path = path.into();
+        crate::blocking::on_thread("model loading", move || Self::load(path)).await
+    }
+
     /// Loads a decoder from a `.safetensors` file (official or combined checkpoint; the
     /// config from its metadata, else detected from the tensors; diffusers names when a
-    /// `config.json` lies beside it) or from a diffusers `vae/` folder.
+    /// `config.json` lies beside it) or from a diffusers `vae/` folder. Blocking (it reads
+    /// the file): async code uses [`load_async`](Self::load_async).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let (file, config_json) = if path.is_dir() {
@@ -212,7 +219,8 @@ impl LtxVae {
         }
         let device = &device.fork();
         let weights = Arc::new(self.upload_weights::<E>(device)?);
-        uploaded.push((device.clone(), weights.clone()));
+        // An unused handle: the cache must not hold a lane.
+        uploaded.push((device.fork(), weights.clone()));
         Ok(weights)
     }
 

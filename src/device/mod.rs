@@ -2,24 +2,36 @@
 //! to and from it.
 //!
 //! A [`Device`] is a cheap handle on one runtime client bound to one GPU stream. An opened
-//! pipeline gets its own stream ([`Device::fork`]); the client carries the stream id, so every
-//! launch and every read of the pipeline goes to that stream and stays ordered even when tokio
-//! moves the task between threads, or a read future is first polled on another thread.
+//! pipeline gets its own handle ([`Device::fork`]), which leases a lane of the device — a
+//! stream and the thread that submits to it ([`driver`]) — at its first use and returns it
+//! when its last clone goes. The client carries the stream id, so every launch and every read
+//! of the pipeline goes to that stream and stays ordered whichever thread submits it.
+//!
+//! The synchronous methods (uploads, allocations, [`Chunk`](crate::Chunk) operations) call
+//! CubeCL directly and may block: stages run them on their lane's thread, where opened
+//! streams are polled; async code elsewhere wraps them in [`Device::compute`].
+
+mod driver;
+
+pub use driver::MAX_LANES;
+pub(crate) use driver::check_cancelled;
 
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use cubecl::prelude::*;
 use cubecl::wgpu::{AutoGraphicsApi, GraphicsApi, RuntimeOptions, WgpuDevice, WgpuRuntime};
 use cubecl::stream_id::StreamId;
+use futures::FutureExt;
 use framestream_kernels::{DeviceBuffer, Element};
 
 use crate::error::{Error, Result};
+use crate::stream::FrameStream;
+use driver::{Lane, Lanes};
 
 /// The runtime client a kernel launches on.
 #[derive(Clone)]
@@ -140,21 +152,34 @@ impl Backend {
 struct Shared {
     backend: Backend,
     info: DeviceInfo,
+    lanes: Lanes,
+}
+
+/// A handle's hold on a lane: the client bound to the lane's stream.
+struct Lease {
+    lane: Arc<Lane>,
+    backend: Backend,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.lane.release();
+    }
 }
 
 /// A compute device and the stream work is submitted to.
 #[derive(Clone)]
 pub struct Device {
     shared: Arc<Shared>,
-    backend: Backend,
-    stream: StreamId,
+    /// Shared by clones; leased at the first use.
+    lease: Arc<OnceLock<Lease>>,
 }
 
 impl fmt::Debug for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Device")
             .field("info", &self.shared.info)
-            .field("stream", &self.stream.value)
+            .field("stream", &self.lease.get().map(|l| l.lane.stream.value))
             .finish_non_exhaustive()
     }
 }
@@ -162,14 +187,7 @@ impl fmt::Debug for Device {
 /// Devices of one runtime by index, each opened once.
 type ByIndex = OnceLock<std::sync::Mutex<std::collections::HashMap<usize, std::result::Result<Arc<Shared>, String>>>>;
 
-/// Streams of framestream start high to stay clear of the ids CubeCL gives threads.
-static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 40);
-
-fn new_stream() -> StreamId {
-    StreamId { value: NEXT_STREAM.fetch_add(1, Ordering::Relaxed) }
-}
-
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()
@@ -241,8 +259,14 @@ impl Device {
     }
 
     fn on_new_stream(shared: Arc<Shared>) -> Self {
-        let stream = new_stream();
-        Self { backend: shared.backend.on_stream(stream), shared, stream }
+        Self { shared, lease: Arc::default() }
+    }
+
+    fn lease(&self) -> &Lease {
+        self.lease.get_or_init(|| {
+            let lane = self.shared.lanes.lease();
+            Lease { backend: self.shared.backend.on_stream(lane.stream), lane }
+        })
     }
 
     /// What runs the kernels.
@@ -250,14 +274,38 @@ impl Device {
         &self.shared.info
     }
 
-    /// The same device with a stream of its own.
+    /// The same device with a stream of its own (a lane leased at its first use; see
+    /// [`MAX_LANES`]).
     pub fn fork(&self) -> Self {
         Self::on_new_stream(self.shared.clone())
     }
 
     /// True when both handles submit to the same stream of the same device.
     pub(crate) fn same_stream(&self, other: &Device) -> bool {
-        self.same_device(other) && self.stream == other.stream
+        self.same_device(other) && Arc::ptr_eq(&self.lease().lane, &other.lease().lane)
+    }
+
+    /// Lanes (device streams, each with its submitting thread) this device has opened; they
+    /// are reused, at most [`MAX_LANES`].
+    pub fn lanes_opened(&self) -> usize {
+        self.shared.lanes.count()
+    }
+
+    /// Runs `work` on this handle's lane thread and resolves to its result, so async code
+    /// can call the blocking methods (uploads, [`Chunk::launch`](crate::Chunk::launch), …)
+    /// without stalling its runtime. Work already on that thread (inside a stage) runs at
+    /// once. Dropping the future before the work has run stops it at its next allocation.
+    pub fn compute<T, F>(&self, work: F) -> impl Future<Output = Result<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        self.lease().lane.run(async move { work() })
+    }
+
+    /// `stream`, polled on this handle's lane thread (see [`driver`]).
+    pub(crate) fn drive(&self, stream: FrameStream) -> FrameStream {
+        driver::drive(self.lease().lane.clone(), stream)
     }
 
     /// True when both handles drive the same device (whatever their streams).
@@ -265,9 +313,21 @@ impl Device {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    /// Runs `f` with this device's client.
+    /// Runs `f` with this device's client; on the lane's thread, keeps the lane from running
+    /// far ahead of the device (see [`driver`]).
     pub(crate) fn run<T>(&self, f: impl FnOnce(&Backend) -> T) -> T {
-        f(&self.backend)
+        let lease = self.lease();
+        let out = f(&lease.backend);
+        lease.lane.pace(|| {
+            let done = match &lease.backend {
+                Backend::Wgpu(client) => client.sync(),
+                #[cfg(feature = "cuda")]
+                Backend::Cuda(client) => client.sync(),
+            };
+            // A failure shows in the stream's next read or sync.
+            Box::pin(done.map(|_| ()))
+        });
+        out
     }
 
     /// The largest buffer a kernel can bind, in bytes.
@@ -304,18 +364,21 @@ impl Device {
 
     /// Uploads f32 data.
     pub fn upload(&self, data: &[f32]) -> Result<DeviceBuffer> {
+        check_cancelled()?;
         self.check_buffer(data.len() * 4, "an upload")?;
         Ok(with_client!(self, client => DeviceBuffer::from_f32(client, data)))
     }
 
     /// Uploads f32 data converted to `E` (model weights and activations).
     pub fn upload_as<E: Element>(&self, data: &[f32]) -> Result<DeviceBuffer> {
+        check_cancelled()?;
         self.check_buffer(data.len() * size_of::<E>(), "an upload")?;
         Ok(with_client!(self, client => DeviceBuffer::from_f32_as::<_, E>(client, data)))
     }
 
     /// Uploads bytes as `u32` words (the last one zero-padded).
     pub fn upload_bytes(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
+        check_cancelled()?;
         self.check_buffer(bytes.len(), "an upload")?;
         Ok(with_client!(self, client => DeviceBuffer::from_bytes_as_words(client, bytes)))
     }
@@ -328,6 +391,7 @@ impl Device {
     /// Allocates `len` uninitialised elements of `E` in a buffer with room for `room`: buffers
     /// of one role then keep one size and the allocator reuses their slots.
     pub fn alloc_as<E: Element>(&self, len: usize, room: usize) -> Result<DeviceBuffer> {
+        check_cancelled()?;
         let bytes = len.max(room).max(1).saturating_mul(size_of::<E>());
         self.check_buffer(bytes, "a buffer")?;
         Ok(with_client!(self, client => DeviceBuffer::empty_with_room::<_, E>(client, len, room)))
@@ -337,6 +401,7 @@ impl Device {
     /// `chunk_frames`: the short last chunk of a stream then reuses the slots of the full
     /// ones instead of growing the pool.
     pub fn alloc_frames(&self, frames: usize, frame_len: usize, chunk_frames: usize) -> Result<DeviceBuffer> {
+        check_cancelled()?;
         self.check_frames(frames.max(chunk_frames), frame_len, "a chunk")?;
         Ok(with_client!(self, client => {
             DeviceBuffer::empty_f32_with_room(client, frames * frame_len, chunk_frames * frame_len)
@@ -345,15 +410,23 @@ impl Device {
 
     /// Reads buffers back in one transfer, without blocking the calling thread.
     pub async fn read_buffers(&self, buffers: &[&DeviceBuffer]) -> Result<Vec<Vec<u8>>> {
-        type Read = Pin<Box<dyn Future<Output = Result<Vec<cubecl::bytes::Bytes>, String>> + Send>>;
+        type Read<'a> = Pin<Box<dyn Future<Output = Result<Vec<cubecl::bytes::Bytes>, String>> + Send + 'a>>;
+        fn read(backend: &Backend, handles: Vec<cubecl::server::Handle>) -> Read<'_> {
+            match backend {
+                Backend::Wgpu(client) => Box::pin(client.read_async(handles).map(|r| r.map_err(|e| e.to_string()))),
+                #[cfg(feature = "cuda")]
+                Backend::Cuda(client) => Box::pin(client.read_async(handles).map(|r| r.map_err(|e| e.to_string()))),
+            }
+        }
         let handles = buffers.iter().map(|b| b.handle().clone()).collect();
-        let read: Read = with_client!(self, client => {
-            let client = client.clone();
-            Box::pin(async move { client.read_async(handles).await.map_err(|e| e.to_string()) })
-                as Read
-        });
-        let bytes = read.await.map_err(|e| Error::Device(format!("read back failed: {e}")))?;
-        Ok(bytes.into_iter().map(|b| b.to_vec()).collect())
+        let device = self.clone();
+        // On the lane: starting a read waits for CubeCL's runner.
+        self.lease().lane.run(async move {
+            let bytes = read(&device.lease().backend, handles).await;
+            let bytes = bytes.map_err(|e| Error::Device(format!("read back failed: {e}")))?;
+            Ok(bytes.into_iter().map(|b| b.to_vec()).collect())
+        })
+        .await
     }
 
     /// Reads a buffer back without blocking the calling thread.
@@ -373,11 +446,15 @@ impl Device {
 
     /// Waits until every submitted kernel of this stream has run, and reports its errors.
     pub async fn sync(&self) -> Result<()> {
-        let done = with_client!(self, client => client.sync());
-        done.await.map_err(|e| Error::Device(format!("device failed: {e}")))
+        let device = self.clone();
+        self.lease().lane.run(async move {
+            let done = with_client!(device, client => client.sync());
+            done.await.map_err(|e| Error::Device(format!("device failed: {e}")))
+        })
+        .await
     }
 
-    /// Device memory of this stream's allocator.
+    /// Device memory of this stream's allocator (waits for CubeCL's runner: a blocking call).
     pub fn memory_usage(&self) -> Result<MemoryUsage> {
         let usage = with_client!(self, client => client.memory_usage())
             .map_err(|e| Error::Device(format!("memory usage unavailable: {e}")))?;
@@ -438,7 +515,7 @@ fn init_wgpu(index: Option<usize>) -> Result<Arc<Shared>, String> {
             .join(" "),
     };
     let client = WgpuRuntime::client(&device);
-    Ok(Arc::new(Shared { backend: Backend::Wgpu(client), info }))
+    Ok(Arc::new(Shared { backend: Backend::Wgpu(client), info, lanes: Lanes::default() }))
 }
 
 #[cfg(feature = "cuda")]
@@ -458,5 +535,5 @@ fn init_cuda(index: usize) -> Result<Arc<Shared>, String> {
         device_type: "DiscreteGpu".into(),
         driver: String::new(),
     };
-    Ok(Arc::new(Shared { backend: Backend::Cuda(client), info }))
+    Ok(Arc::new(Shared { backend: Backend::Cuda(client), info, lanes: Lanes::default() }))
 }

@@ -1,0 +1,149 @@
+//! Pipelines never block the async runtime that drives them: device work runs on the lanes'
+//! threads, so a single-threaded runtime keeps serving its other tasks, a timeout fires on
+//! time, and device streams are reused across jobs.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use framestream::model::esrgan::UpscaleModel;
+use framestream::MAX_LANES;
+use framestream::prelude::*;
+
+use crate::common::{device, request, temp_dir};
+
+fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// An RRDB ×4 upscale of `frames` 48×32 frames (seconds of work on lavapipe).
+fn upscale(frames: u64) -> impl Source + Clone {
+    let model = UpscaleModel::load(fixture("upscale/rrdb_x4_old.safetensors")).unwrap();
+    TestPattern::new(48, 32, frames).unwrap().pipe(Upscale::model(model))
+}
+
+/// `work`'s output, and the worst lateness of a 10 ms interval ticking on the same runtime
+/// while it ran.
+async fn worst_tick_lateness<T>(work: impl Future<Output = T>) -> (T, Duration) {
+    let worst = Cell::new(Duration::ZERO);
+    let ticker = async {
+        let mut interval = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            let due = interval.tick().await;
+            worst.set(worst.get().max(Instant::now().saturating_duration_since(due.into_std())));
+        }
+    };
+    tokio::pin!(ticker);
+    let out = tokio::select! {
+        biased;
+        () = &mut ticker => unreachable!("the ticker never ends"),
+        out = work => out,
+    };
+    // Ticks missed while `work` last ran are counted now.
+    let _ = tokio::time::timeout(Duration::from_millis(15), &mut ticker).await;
+    (out, worst.get())
+}
+
+#[test]
+fn a_current_thread_runtime_keeps_ticking_while_an_upscale_and_a_decode_run() {
+    current_thread().block_on(async {
+        let vae = LtxVae::load(fixture("ltx/v2.safetensors")).unwrap();
+        let channels = vae.config().latent_channels;
+        let data: Vec<f32> = (0..channels * 4 * 3 * 4).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let latent = Latent::from_tensor(&[1, channels, 4, 3, 4], &data, None).unwrap();
+        let decode = LtxVaeDecode::new(vae, latent).unwrap();
+        let upscale = upscale(8);
+        let started = Instant::now();
+        let (first, second) = (request(4), request(4));
+        let work = async { tokio::join!(drain(&upscale, &first), drain(&decode, &second)) };
+        let ((upscaled, decoded), lateness) = worst_tick_lateness(work).await;
+        let elapsed = started.elapsed();
+        assert_eq!(upscaled.unwrap().frames, 8);
+        assert_eq!(decoded.unwrap().frames, 25);
+        eprintln!("upscale + decode: {elapsed:?}, worst tick lateness {lateness:?}");
+        assert!(elapsed > Duration::from_millis(500), "too little work to measure anything ({elapsed:?})");
+        assert!(lateness < Duration::from_millis(50), "a tick was {lateness:?} late");
+    });
+}
+
+#[test]
+fn a_timeout_fires_on_time_and_leaves_no_file() {
+    current_thread().block_on(async {
+        let dir = temp_dir("runtime-timeout");
+        let output = dir.join("out.mkv");
+        let deadline = Duration::from_millis(400);
+        let started = Instant::now();
+        let saved = tokio::time::timeout(deadline, save_video(&upscale(64), &output, &request(4), &VideoOptions::default())).await;
+        let late = started.elapsed().saturating_sub(deadline);
+        assert!(saved.is_err(), "the upscale finished before the deadline");
+        assert!(late < Duration::from_millis(100), "the timeout fired {late:?} after its deadline");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    });
+}
+
+#[test]
+fn sequential_and_concurrent_jobs_reuse_the_device_streams() {
+    // Alone in a process of its own: other tests start threads of their own.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["runtime::stream_reuse_probe", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run alone, in a process of its own, by sequential_and_concurrent_jobs_reuse_the_device_streams"]
+fn stream_reuse_probe() {
+    current_thread().block_on(async {
+        let device = device();
+        let source = TestPattern::new(16, 8, 3).unwrap();
+        let concurrent = async || {
+            let requests: Vec<_> = (0..20).map(|_| OpenRequest::new(&device).with_chunk_frames(2)).collect();
+            let jobs: Vec<_> = requests.iter().map(|r| drain(&source, r)).collect();
+            for report in futures::future::join_all(jobs).await {
+                assert_eq!(report.unwrap().frames, 3);
+            }
+        };
+        concurrent().await;
+        let (lanes, threads) = (device.lanes_opened(), thread_count());
+        assert_eq!(lanes, MAX_LANES, "20 concurrent jobs share the lanes");
+        for _ in 0..1000 {
+            drain(&source, &OpenRequest::new(&device).with_chunk_frames(2)).await.unwrap();
+        }
+        concurrent().await;
+        eprintln!("{lanes} lanes, {threads} threads; after 1000 sequential and 20 concurrent jobs more: {} and {}", device.lanes_opened(), thread_count());
+        assert_eq!(device.lanes_opened(), lanes);
+        assert_eq!(thread_count(), threads);
+    });
+}
+/// Threads of this process (Linux).
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn a_dropped_stream_stops_its_device_work() {
+    current_thread().block_on(async {
+        let device = device();
+        let request = OpenRequest::new(&device).with_chunk_frames(64);
+        // One chunk of 64 frames in tiles: hundreds of launches, tens of seconds on lavapipe.
+        let model = UpscaleModel::load(fixture("upscale/rrdb_x4_old.safetensors")).unwrap();
+        let long = TestPattern::new(48, 32, 64).unwrap().pipe(Upscale::model(model).tile(16, 4));
+        let _ = tokio::time::timeout(Duration::from_millis(300), drain(&long, &request)).await;
+        drop(long);
+        // The same lane, once the cancelled chunk has stopped submitting.
+        let started = Instant::now();
+        let small = TestPattern::new(8, 8, 2).unwrap();
+        drain(&small, &request).await.unwrap();
+        let waited = started.elapsed();
+        eprintln!("a job after the cancelled one finished in {waited:?}");
+        // The whole chunk takes about 40 s here; a lane stays at most a dozen launches ahead.
+        assert!(waited < Duration::from_secs(5), "the cancelled chunk kept the device {waited:?}");
+    });
+}
