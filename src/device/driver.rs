@@ -94,6 +94,11 @@ impl Lanes {
     pub(crate) fn count(&self) -> usize {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    /// The streams of the lanes opened so far.
+    pub(crate) fn streams(&self) -> Vec<StreamId> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|l| l.stream).collect()
+    }
 }
 
 impl Lane {

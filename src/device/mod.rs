@@ -11,8 +11,10 @@
 //! CubeCL directly and may block: stages run them on their lane's thread, where opened
 //! streams are polled; async code elsewhere wraps them in [`Device::compute`].
 
+mod budget;
 mod driver;
 
+pub use budget::Reservation;
 pub use driver::MAX_LANES;
 pub(crate) use driver::check_cancelled;
 
@@ -153,6 +155,7 @@ struct Shared {
     backend: Backend,
     info: DeviceInfo,
     lanes: Lanes,
+    budget: Arc<budget::Budget>,
 }
 
 /// A handle's hold on a lane: the client bound to the lane's stream.
@@ -291,6 +294,30 @@ impl Device {
         self.shared.lanes.count()
     }
 
+    /// Limits the device memory that jobs on this device reserve together (`None`: no
+    /// limit, the default). Stages that plan their memory (model upscaling) reserve it before
+    /// they compute and wait while other jobs hold the rest; they also plan within it.
+    pub fn set_memory_budget(&self, bytes: Option<u64>) {
+        self.shared.budget.set_limit(bytes);
+    }
+
+    /// The device-wide budget, if one is set.
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.shared.budget.limit()
+    }
+
+    /// Bytes of the budget reserved now, by every job on the device.
+    pub fn memory_reserved(&self) -> u64 {
+        self.shared.budget.held()
+    }
+
+    /// Reserves `bytes` of the device-wide budget, waiting (first come, first served) while
+    /// other jobs hold too much of it; an error when `bytes` exceed the budget itself.
+    /// Without a budget it resolves at once.
+    pub fn reserve(&self, bytes: u64) -> impl Future<Output = Result<Reservation>> + Send + 'static {
+        budget::reserve(self.shared.budget.clone(), bytes)
+    }
+
     /// Runs `work` on this handle's lane thread and resolves to its result, so async code
     /// can call the blocking methods (uploads, [`Chunk::launch`](crate::Chunk::launch), …)
     /// without stalling its runtime. Work already on that thread (inside a stage) runs at
@@ -328,6 +355,15 @@ impl Device {
             Box::pin(done.map(|_| ()))
         });
         out
+    }
+
+    /// How convolutions schedule their GEMM here: shared-memory tiles on GPUs, register
+    /// tiles where compute shaders run on a CPU (lavapipe), where a workgroup barrier costs a
+    /// context switch. CubeCL's properties do not tell a CPU adapter apart, so this reads the
+    /// adapter type wgpu reports (CUDA devices are GPUs).
+    pub fn conv_strategy(&self) -> framestream_kernels::conv::Strategy {
+        use framestream_kernels::conv::Strategy;
+        if self.shared.info.device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled }
     }
 
     /// The largest buffer a kernel can bind, in bytes.
@@ -454,6 +490,25 @@ impl Device {
         .await
     }
 
+    /// Device memory of every lane's allocator together: what all jobs on the device hold,
+    /// besides model weights' own streams (a blocking call, like
+    /// [`memory_usage`](Self::memory_usage)).
+    pub fn lanes_memory_usage(&self) -> Result<MemoryUsage> {
+        let mut total = MemoryUsage { bytes_in_use: 0, bytes_reserved: 0 };
+        for stream in self.shared.lanes.streams() {
+            let backend = self.shared.backend.on_stream(stream);
+            let usage = match &backend {
+                Backend::Wgpu(client) => client.memory_usage(),
+                #[cfg(feature = "cuda")]
+                Backend::Cuda(client) => client.memory_usage(),
+            }
+            .map_err(|e| Error::Device(format!("memory usage unavailable: {e}")))?;
+            total.bytes_in_use += usage.bytes_in_use;
+            total.bytes_reserved += usage.bytes_reserved;
+        }
+        Ok(total)
+    }
+
     /// Device memory of this stream's allocator (waits for CubeCL's runner: a blocking call).
     pub fn memory_usage(&self) -> Result<MemoryUsage> {
         let usage = with_client!(self, client => client.memory_usage())
@@ -515,7 +570,7 @@ fn init_wgpu(index: Option<usize>) -> Result<Arc<Shared>, String> {
             .join(" "),
     };
     let client = WgpuRuntime::client(&device);
-    Ok(Arc::new(Shared { backend: Backend::Wgpu(client), info, lanes: Lanes::default() }))
+    Ok(Arc::new(Shared { backend: Backend::Wgpu(client), info, lanes: Lanes::default(), budget: Arc::default() }))
 }
 
 #[cfg(feature = "cuda")]
@@ -535,5 +590,5 @@ fn init_cuda(index: usize) -> Result<Arc<Shared>, String> {
         device_type: "DiscreteGpu".into(),
         driver: String::new(),
     };
-    Ok(Arc::new(Shared { backend: Backend::Cuda(client), info, lanes: Lanes::default() }))
+    Ok(Arc::new(Shared { backend: Backend::Cuda(client), info, lanes: Lanes::default(), budget: Arc::default() }))
 }

@@ -187,6 +187,7 @@ impl Stage for Upscale {
         Box::pin(async_stream::try_stream! {
             let device = request.device().clone();
             let runner = Runner::new(&model, &tiling, &info, &request)?;
+            let _memory = device.reserve(runner.planned as u64).await?;
             while let Some(chunk) = upstream.next().await {
                 let chunk = chunk?;
                 let out = runner.run(&device, &chunk)?;
@@ -211,6 +212,8 @@ struct Runner {
     pad_to: usize,
     /// `None`: whole frames.
     plan: Option<TilePlan>,
+    /// Device bytes a chunk's upscale holds at most (reserved from the device's budget).
+    planned: usize,
     /// The plan's blend weights on the device, uploaded once: each tile's (rows, columns),
     /// and the per-pixel normaliser.
     tile_weights: Vec<(DeviceBuffer, DeviceBuffer)>,
@@ -231,16 +234,23 @@ impl Runner {
         let max_buffer = device.max_buffer_bytes() as usize;
         let frames = request.chunk_frames();
         let (in_nc, out_nc) = (model.in_channels(), model.out_channels());
+        // The stage's budget, within the device-wide one.
+        let budget = device.memory_budget().map_or(tiling.budget, |b| tiling.budget.min(b as usize));
         // Bytes beside the model: converted input, accumulator, output, alpha.
         let around = |n: usize| 4 * n * (h * w * (in_nc + 1) + h * s * w * s * (2 * out_nc + info.channels + 1));
-        let fits = |n: usize, th: usize, tw: usize| {
+        // Peak device bytes of `n` frames in tiles of `th × tw`, and whether they fit.
+        let needs = |n: usize, th: usize, tw: usize| {
             let (peak, largest) = model.forward_bytes(n, th.next_multiple_of(multiple), tw.next_multiple_of(multiple));
-            peak + around(n) <= tiling.budget && largest <= max_buffer && 4 * n * h * s * w * s * out_nc <= max_buffer
+            let bytes = peak + around(n);
+            (bytes, bytes <= budget && largest <= max_buffer && 4 * n * h * s * w * s * out_nc <= max_buffer)
         };
+        let fits = |n: usize, th: usize, tw: usize| needs(n, th, tw).1;
         let mut batch = frames;
         let mut plan = None;
+        let mut planned = 0;
         let whole = tiling.tile.is_none() && loop {
             if fits(batch, h, w) {
+                planned = needs(batch, h, w).0;
                 break true;
             }
             if batch == 1 {
@@ -264,6 +274,7 @@ impl Runner {
                     batch = batch.div_ceil(2);
                 }
                 if fits(batch, th, tw) {
+                    planned = needs(batch, th, tw).0;
                     plan = Some(candidate);
                     break;
                 }
@@ -272,7 +283,7 @@ impl Runner {
                         "upscaling {w}x{h} frames with {} does not fit the memory budget of \
                          {:.0} MiB even in tiles of {tile} pixels",
                         model.name(),
-                        tiling.budget as f64 / 1048576.0
+                        budget as f64 / 1048576.0
                     )));
                 }
                 request.emit(EventKind::Retry {
@@ -310,6 +321,7 @@ impl Runner {
             model: model.on(device)?,
             tile_weights,
             inverse,
+            planned,
             scale: s,
             channels,
             c: info.channels,
@@ -319,7 +331,7 @@ impl Runner {
             plan,
             batch,
             luma,
-            strategy: if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled },
+            strategy: device.conv_strategy(),
             alpha,
         })
     }

@@ -4,6 +4,8 @@
 
 use std::cell::Cell;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use framestream::model::esrgan::UpscaleModel;
@@ -88,13 +90,7 @@ fn a_timeout_fires_on_time_and_leaves_no_file() {
 
 #[test]
 fn sequential_and_concurrent_jobs_reuse_the_device_streams() {
-    // Alone in a process of its own: other tests start threads of their own.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["runtime::stream_reuse_probe", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    run_alone("runtime::stream_reuse_probe");
 }
 
 #[test]
@@ -112,23 +108,89 @@ fn stream_reuse_probe() {
         };
         concurrent().await;
         let (lanes, threads) = (device.lanes_opened(), thread_count());
+        let memory = device.lanes_memory_usage().unwrap();
         assert_eq!(lanes, MAX_LANES, "20 concurrent jobs share the lanes");
         for _ in 0..1000 {
             drain(&source, &OpenRequest::new(&device).with_chunk_frames(2)).await.unwrap();
         }
         concurrent().await;
-        eprintln!("{lanes} lanes, {threads} threads; after 1000 sequential and 20 concurrent jobs more: {} and {}", device.lanes_opened(), thread_count());
+        let after = device.lanes_memory_usage().unwrap();
+        eprintln!(
+            "{lanes} lanes, {threads} threads, {memory:?}; after 1000 sequential and 20 concurrent jobs more: {} lanes, {} threads, {after:?}",
+            device.lanes_opened(),
+            thread_count()
+        );
         assert_eq!(device.lanes_opened(), lanes);
         assert_eq!(thread_count(), threads);
+        assert_eq!(after, memory, "device memory of the lanes");
     });
 }
+#[test]
+fn concurrent_jobs_share_the_device_memory_budget() {
+    run_alone("runtime::memory_budget_probe");
+}
+
+#[test]
+#[ignore = "run alone, in a process of its own, by concurrent_jobs_share_the_device_memory_budget"]
+fn memory_budget_probe() {
+    current_thread().block_on(async {
+        let device = device();
+        let most = Arc::new(AtomicU64::new(0));
+        let sampled = |frames| {
+            let (most, device) = (most.clone(), device.clone());
+            upscale(frames).map("sample", move |chunk| {
+                most.fetch_max(device.memory_reserved(), Ordering::Relaxed);
+                Ok(chunk)
+            })
+        };
+        // What one job reserves.
+        drain(&sampled(4), &request(4)).await.unwrap();
+        let one = most.swap(0, Ordering::Relaxed);
+        assert!(one > 0, "an upscale reserves its memory");
+        assert_eq!(device.memory_reserved(), 0, "a finished job returns its reservation");
+        // Room for one and a half: three jobs take turns instead of failing.
+        device.set_memory_budget(Some(one * 3 / 2));
+        let (a, b, c) = (request(4), request(4), request(4));
+        let (x, y, z) = (sampled(4), sampled(4), sampled(4));
+        let (ra, rb, rc) = tokio::join!(drain(&x, &a), drain(&y, &b), drain(&z, &c));
+        for report in [ra, rb, rc] {
+            assert_eq!(report.unwrap().frames, 4);
+        }
+        let together = most.load(Ordering::Relaxed);
+        eprintln!("one job reserves {one} bytes; three under a budget of {}: at most {together} at once", one * 3 / 2);
+        assert_eq!(together, one, "one job at a time fits the budget");
+        // A budget no plan fits is a clear error, not a wait.
+        device.set_memory_budget(Some(1024));
+        let err = drain(&upscale(4), &request(4)).await.unwrap_err().to_string();
+        assert!(err.contains("memory budget"), "{err}");
+        device.set_memory_budget(None);
+    });
+}
+
 /// Threads of this process (Linux).
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }
 
+/// Runs the `#[ignore]`d test `probe` of this binary alone in a child process (what it
+/// measures is device-wide: other tests would share the device, its lanes and its budget).
+fn run_alone(probe: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([probe, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
 #[test]
 fn a_dropped_stream_stops_its_device_work() {
+    run_alone("runtime::cancellation_probe");
+}
+
+#[test]
+#[ignore = "run alone, in a process of its own, by a_dropped_stream_stops_its_device_work"]
+fn cancellation_probe() {
     current_thread().block_on(async {
         let device = device();
         let request = OpenRequest::new(&device).with_chunk_frames(64);

@@ -176,7 +176,7 @@ impl UpscaleModel {
             return Ok(m.clone());
         }
         let device = &device.fork();
-        let strategy = if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled };
+        let strategy = device.conv_strategy();
         let network = match &self.architecture {
             Architecture::Rrdb(c) => Network::Rrdb(Box::new(c.upload(&self.weights, device)?)),
             Architecture::Compact(c) => Network::Compact(c.upload(&self.weights, device)?),

@@ -290,7 +290,7 @@ impl LtxVae {
             conv_out,
             mean: device.upload_as::<E>(&self.tensor("per_channel_statistics.mean-of-means")?)?,
             std: device.upload_as::<E>(&self.tensor("per_channel_statistics.std-of-means")?)?,
-            strategy: if device.info().device_type == "Cpu" { Strategy::Direct } else { Strategy::Tiled },
+            strategy: device.conv_strategy(),
             precision: Precision::of::<E>(),
         })
     }
