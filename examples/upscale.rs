@@ -1,11 +1,13 @@
 //! Model upscaling speed: frames/s of realistic ESRGAN-family networks (random weights) on the
 //! default device.
 //!
-//! `cargo run --release --example upscale -- [--size 320x180] [--frames 4] [--rrdb-blocks 23]`
+//! `cargo run --release --example upscale -- [--size 320x180] [--frames 4] [--rrdb-blocks 23]
+//! [--compact 16,32] [--tile 128] [--precision f16]`
 //!
 //! Models: SRVGGNetCompact with 16 and 32 convolutions (realesr-animevideov3 and
-//! realesr-general-x4v3 shapes) and RRDBNet ×4 with `--rrdb-blocks` blocks (23 is x4plus;
-//! 0 skips it). Whole frames, chunks of `--frames`.
+//! realesr-general-x4v3 shapes; `--compact` picks, `--compact 0` none) and RRDBNet ×4 with
+//! `--rrdb-blocks` blocks (23 is x4plus; 0 skips it). Whole frames unless `--tile` (halo
+//! tiles of that many input pixels), chunks of `--frames`, activations in `--precision`.
 
 mod common;
 
@@ -72,11 +74,17 @@ fn main() {
     let mut size: FrameSize = "320x180".parse().unwrap();
     let mut frames = 4u64;
     let mut blocks = 23usize;
+    let mut compacts = vec![16usize, 32];
+    let mut tile: Option<usize> = None;
+    let mut precision = framestream::model::Precision::F32;
     common::parse_flags(|flag, value| {
         match flag {
             "--size" => size = common::parsed(flag, &value()),
             "--frames" => frames = common::parsed(flag, &value()),
             "--rrdb-blocks" => blocks = common::parsed(flag, &value()),
+            "--compact" => compacts = common::list::<usize>(flag, &value()).into_iter().filter(|&k| k > 0).collect(),
+            "--tile" => tile = Some(common::parsed(flag, &value())),
+            "--precision" => precision = common::parsed(flag, &value()),
             _ => return false,
         }
         true
@@ -84,17 +92,24 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("framestream-upscale-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut seed = 7u64;
-    let mut models = vec![
-        ("SRVGGNetCompact K16 (animevideov3)", compact(16, &mut seed)),
-        ("SRVGGNetCompact K32 (general-x4v3)", compact(32, &mut seed)),
-    ];
+    let mut models = Vec::new();
+    for convs in compacts {
+        let name = match convs {
+            16 => "SRVGGNetCompact K16 (animevideov3)".to_string(),
+            32 => "SRVGGNetCompact K32 (general-x4v3)".to_string(),
+            k => format!("SRVGGNetCompact K{k}"),
+        };
+        models.push((name, compact(convs, &mut seed)));
+    }
     if blocks > 0 {
-        models.push((if blocks == 23 { "RRDBNet x4 23 blocks (x4plus)" } else { "RRDBNet x4" }, rrdb(blocks, &mut seed)));
+        let name = if blocks == 23 { "RRDBNet x4 23 blocks (x4plus)".to_string() } else { format!("RRDBNet x4 {blocks} blocks") };
+        models.push((name, rrdb(blocks, &mut seed)));
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let device = Device::from_env().expect("a device");
     println!("device: {}", device.info());
-    println!("{}x{} → x4, chunks of {frames} frames, whole frames, f32", size.width, size.height);
+    let tiling = tile.map_or("whole frames".to_string(), |t| format!("halo tiles of {t}"));
+    println!("{}x{} → x4, chunks of {frames} frames, {tiling}, {precision}", size.width, size.height);
     println!();
     println!("| model | parameters | frames/s | s/frame |");
     println!("|---|---:|---:|---:|");
@@ -103,7 +118,11 @@ fn main() {
         let path = dir.join("model.safetensors");
         save_safetensors(&path, &tensors).unwrap();
         let model = UpscaleModel::load(&path).unwrap();
-        let video = TestPattern::new(size.width, size.height, frames).unwrap().pipe(Upscale::model(model).memory_budget(16 << 30));
+        let mut stage = Upscale::model(model).memory_budget(16 << 30).precision(precision);
+        if let Some(tile) = tile {
+            stage = stage.tile(tile, 0);
+        }
+        let video = TestPattern::new(size.width, size.height, frames).unwrap().pipe(stage);
         let request = OpenRequest::new(&device).with_chunk_frames(frames as usize);
         let (report, elapsed) = runtime.block_on(async {
             // One warm-up run compiles the kernels.

@@ -424,6 +424,11 @@ impl Device {
         self.alloc_as::<f32>(len, len)
     }
 
+    /// Allocates `len` uninitialised elements of `E`.
+    pub fn alloc_elems<E: Element>(&self, len: usize) -> Result<DeviceBuffer> {
+        self.alloc_as::<E>(len, len)
+    }
+
     /// Allocates `len` uninitialised elements of `E` in a buffer with room for `room`: buffers
     /// of one role then keep one size and the allocator reuses their slots.
     pub fn alloc_as<E: Element>(&self, len: usize, room: usize) -> Result<DeviceBuffer> {

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use crate::chunk::Chunk;
 use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
+use crate::model::Precision;
 use crate::model::esrgan::{DeviceModel, UpscaleModel, conv2d, Planes};
 use crate::model::tiling::{self, TilePlan};
 use crate::progress::EventKind;
@@ -57,6 +58,8 @@ struct Tiling {
     halo_feather: usize,
     /// Device bytes a chunk's upscale may hold.
     budget: usize,
+    /// What the model computes in.
+    precision: Precision,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +90,7 @@ impl Upscale {
             margin: None,
             halo_feather: 16,
             budget: 4 << 30,
+            precision: Precision::F32,
         };
         Self { kind: Kind::Model(model, tiling) }
     }
@@ -126,6 +130,12 @@ impl Upscale {
     /// Device bytes one chunk's upscale may hold (default 4 GiB); tiles shrink to fit.
     pub fn memory_budget(self, bytes: usize) -> Self {
         self.tiling(|t| t.budget = bytes)
+    }
+
+    /// The element type the model computes in (f32 by default): f16 and bf16 halve its
+    /// memory where the device has them; frames enter and leave as f32.
+    pub fn precision(self, precision: Precision) -> Self {
+        self.tiling(|t| t.precision = precision)
     }
 }
 
@@ -241,6 +251,8 @@ impl Runner {
         // Peak device bytes of `n` frames in tiles of `th × tw`, and whether they fit.
         let needs = |n: usize, th: usize, tw: usize| {
             let (peak, largest) = model.forward_bytes(n, th.next_multiple_of(multiple), tw.next_multiple_of(multiple));
+            // The model's estimate is for f32; half types halve it.
+            let (peak, largest) = (peak * tiling.precision.bytes() / 4, largest * tiling.precision.bytes() / 4);
             let bytes = peak + around(n);
             (bytes, bytes <= budget && largest <= max_buffer && 4 * n * h * s * w * s * out_nc <= max_buffer)
         };
@@ -318,7 +330,7 @@ impl Runner {
             None => None,
         };
         Ok(Self {
-            model: model.on(device)?,
+            model: model.on_in(device, tiling.precision)?,
             tile_weights,
             inverse,
             planned,
@@ -371,7 +383,7 @@ impl Runner {
             Channels::RgbThroughGrey => {
                 let grey = device.alloc(pixels)?;
                 let luma = self.luma.as_ref().expect("luma weights");
-                conv2d(device, luma, Planes { buffer: frames.buffer(), stride: 3 }, (n, h, w), Planes { buffer: &grey, stride: 1 }, 0, Activation::None, None, self.strategy);
+                conv2d::<f32>(device, luma, Planes { buffer: frames.buffer(), stride: 3 }, (n, h, w), Planes { buffer: &grey, stride: 1 }, 0, Activation::None, None, self.strategy);
                 grey
             }
         };
@@ -396,7 +408,7 @@ impl Runner {
             Channels::GreyThroughRgb => {
                 let grey = device.alloc(out_pixels)?;
                 let luma = self.luma.as_ref().expect("luma weights");
-                conv2d(device, luma, Planes { buffer: &upscaled, stride: 3 }, (n, h * s, w * s), Planes { buffer: &grey, stride: 1 }, 0, Activation::None, None, self.strategy);
+                conv2d::<f32>(device, luma, Planes { buffer: &upscaled, stride: 3 }, (n, h * s, w * s), Planes { buffer: &grey, stride: 1 }, 0, Activation::None, None, self.strategy);
                 let clamped = device.alloc(out_pixels)?;
                 with_client!(device, client => combine::<_, f32>(client, &grey, None, true, &clamped));
                 clamped

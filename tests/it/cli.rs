@@ -135,7 +135,7 @@ fn pattern_transcode_and_upscale_write_videos() {
     let status = framestream().args(["-q", "upscale"]).arg(&webm).args(["--scale", "1", "-o"]).arg(&tensor).status().unwrap();
     assert!(status.success());
     assert_eq!(read_tensor_file(&tensor).shape, [12, 18, 32, 3]);
-    // With a model, tiled.
+    // With a model, tiled, in f16.
     let model = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upscale/compact_x2.safetensors");
     let upscaled = dir.join("model.mkv");
     let status = framestream()
@@ -143,7 +143,7 @@ fn pattern_transcode_and_upscale_write_videos() {
         .arg(&webm)
         .arg("--model")
         .arg(&model)
-        .args(["--tile", "12", "--overlap", "2", "--blend", "feather", "--codec", "ffv1", "-o"])
+        .args(["--tile", "12", "--overlap", "2", "--blend", "feather", "--upscale-precision", "f16", "--codec", "ffv1", "-o"])
         .arg(&upscaled)
         .status()
         .unwrap();

@@ -114,6 +114,36 @@ async fn halo_with_the_receptive_field_is_seamless() {
     assert!(max_error(&upscaled(&batch, short).await, &whole) > 1e-3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_precision_stays_within_1e2_of_f32() {
+    use framestream::model::Precision;
+    let device = crate::common::device();
+    for (model_file, reference) in MODELS {
+        let model = UpscaleModel::load(fixture(model_file)).unwrap();
+        let refs = references(reference);
+        let want = refs.tensor("output").unwrap();
+        let (batch, _, _) = input_batch(reference);
+        for precision in [Precision::F16, Precision::BF16] {
+            let stage = Upscale::model(model.clone()).precision(precision);
+            if precision == Precision::BF16 && model.on_in(&device, precision).is_err() {
+                // Not every device has bf16 (lavapipe has not): a clear error, not a wrong answer.
+                let err = collect(&batch.clone().pipe(stage), &request(1), 16).await.unwrap_err().to_string();
+                assert!(err.contains("cannot compute in bf16"), "{err}");
+                continue;
+            }
+            let err = max_error(&upscaled(&batch, stage).await, &want.data);
+            assert!(err < 1e-2, "{model_file} in {precision}: max error {err} from the f32 reference");
+            // Tiled too (the blend runs on the converted output), against f32 tiled alike.
+            let tiled = Upscale::model(model.clone()).tile(8, 2);
+            let want_tiled = upscaled(&batch, tiled.clone()).await;
+            let err = max_error(&upscaled(&batch, tiled.precision(precision)).await, &want_tiled);
+            assert!(err < 1e-2, "{model_file} tiled in {precision}: max error {err} from f32 tiled");
+        }
+        let on_device = model.on_in(&device, Precision::F16).unwrap();
+        assert_eq!(on_device.precision(), Precision::F16);
+    }
+}
+
 fn video(frames: usize, h: usize, w: usize, c: usize) -> ImageBatch {
     let data: Vec<f32> = (0..frames * h * w * c).map(|i| ((i * 7919) % 1000) as f32 / 999.0).collect();
     ImageBatch::from_host(data, [frames, h, w, c]).unwrap()

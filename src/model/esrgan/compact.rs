@@ -1,7 +1,7 @@
 //! SRVGGNetCompact: `body.0` conv + PReLU, K × (conv + PReLU), a conv to `out · s²`
 //! channels, pixel shuffle, plus the nearest-upsampled input.
 
-use framestream_kernels::DeviceBuffer;
+use framestream_kernels::{DeviceBuffer, Element};
 use framestream_kernels::conv::{Activation, ConvWeights, Strategy};
 use framestream_kernels::elementwise::combine;
 use framestream_kernels::layout::{nearest, pixel_shuffle};
@@ -97,7 +97,7 @@ impl CompactConfig {
         (peak, largest)
     }
 
-    pub(super) fn upload(&self, file: &WeightFile, device: &Device) -> Result<CompactWeights> {
+    pub(super) fn upload<E: Element>(&self, file: &WeightFile, device: &Device) -> Result<CompactWeights> {
         let conv = |index: usize, cin: usize, cout: usize| -> Result<ConvWeights> {
             let w = file.tensor_shaped(&format!("body.{index}.weight"), &[cout, cin, 3, 3])?;
             let b = file.tensor_shaped(&format!("body.{index}.bias"), &[cout])?;
@@ -106,7 +106,7 @@ impl CompactConfig {
             } else {
                 None
             };
-            Ok(with_client!(device, client => ConvWeights::upload::<_, f32>(
+            Ok(with_client!(device, client => ConvWeights::upload::<_, E>(
                 client, &w.data, Some(&b.data), slopes.as_ref().map(|s| &s.data[..]), (cout, cin, 1, 3),
             )))
         };
@@ -127,7 +127,7 @@ pub struct CompactWeights {
 }
 
 impl CompactWeights {
-    pub fn forward(
+    pub fn forward<E: Element>(
         &self,
         device: &Device,
         input: &DeviceBuffer,
@@ -138,7 +138,7 @@ impl CompactWeights {
         let pixels = n * h * w;
         let s = c.scale;
         // Features ping-pong between two buffers.
-        let features = [device.alloc(pixels * c.nf)?, device.alloc(pixels * c.nf)?];
+        let features = [device.alloc_elems::<E>(pixels * c.nf)?, device.alloc_elems::<E>(pixels * c.nf)?];
         let mut current: Option<usize> = None;
         for (i, weights) in self.convs.iter().enumerate() {
             let from = match current {
@@ -146,24 +146,24 @@ impl CompactWeights {
                 Some(j) => Planes { buffer: &features[j], stride: c.nf },
             };
             let to = Planes { buffer: &features[i % 2], stride: c.nf };
-            conv2d(device, weights, from, (n, h, w), to, 0, Activation::PRelu, None, strategy);
+            conv2d::<E>(device, weights, from, (n, h, w), to, 0, Activation::PRelu, None, strategy);
             current = Some(i % 2);
         }
         let shuffled_channels = c.out_nc * s * s;
-        let last = device.alloc(pixels * shuffled_channels)?;
+        let last = device.alloc_elems::<E>(pixels * shuffled_channels)?;
         let from = Planes { buffer: &features[current.expect("at least one convolution")], stride: c.nf };
         let to = Planes { buffer: &last, stride: shuffled_channels };
-        conv2d(device, &self.last, from, (n, h, w), to, 0, Activation::None, None, strategy);
-        let out = device.alloc(pixels * s * s * c.out_nc)?;
-        with_client!(device, client => pixel_shuffle::<_, f32>(client, &last, (n, h, w, shuffled_channels), s, &out));
+        conv2d::<E>(device, &self.last, from, (n, h, w), to, 0, Activation::None, None, strategy);
+        let out = device.alloc_elems::<E>(pixels * s * s * c.out_nc)?;
+        with_client!(device, client => pixel_shuffle::<_, E>(client, &last, (n, h, w, shuffled_channels), s, &out));
         if c.in_nc != c.out_nc {
             return Ok(out);
         }
-        let up = device.alloc(pixels * s * s * c.in_nc)?;
-        let sum = device.alloc(pixels * s * s * c.out_nc)?;
+        let up = device.alloc_elems::<E>(pixels * s * s * c.in_nc)?;
+        let sum = device.alloc_elems::<E>(pixels * s * s * c.out_nc)?;
         with_client!(device, client => {
-            nearest::<_, f32>(client, input, (n, h, w, c.in_nc), s, &up);
-            combine::<_, f32>(client, &out, Some((&up, 1.0)), false, &sum);
+            nearest::<_, E>(client, input, (n, h, w, c.in_nc), s, &up);
+            combine::<_, E>(client, &out, Some((&up, 1.0)), false, &sum);
         });
         Ok(sum)
     }

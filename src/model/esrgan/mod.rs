@@ -10,11 +10,13 @@ mod rrdb;
 
 use std::sync::Arc;
 
+use framestream_kernels::Element;
 use framestream_kernels::conv::{ConvWeights, Strategy};
 
 pub use compact::CompactConfig;
 pub use rrdb::RrdbConfig;
 
+use super::Precision;
 use super::weights::WeightFile;
 use crate::device::{Device, PerDevice, with_client};
 use crate::error::{Error, Result};
@@ -168,22 +170,39 @@ impl UpscaleModel {
         }
     }
 
-    /// The model's weights on `device` (uploaded once per device, on a stream of their own:
-    /// they belong to the model, not to the pipeline that first asked).
+    /// The model's weights on `device`, in f32 (see [`on_in`](Self::on_in)).
     pub fn on(&self, device: &Device) -> Result<Arc<DeviceModel>> {
-        let mut uploaded = self.uploaded.lock().expect("upload cache");
-        if let Some((_, m)) = uploaded.iter().find(|(d, _)| d.same_device(device)) {
+        self.on_in(device, Precision::F32)
+    }
+
+    /// The model's weights on `device`, computing in `precision` (uploaded once per device
+    /// and precision, on a stream of their own: they belong to the model, not to the
+    /// pipeline that first asked). An error where the device lacks the type.
+    pub fn on_in(&self, device: &Device, precision: Precision) -> Result<Arc<DeviceModel>> {
+        match precision {
+            Precision::F32 => self.upload::<f32>(device),
+            Precision::F16 => self.upload::<half::f16>(device),
+            Precision::BF16 => self.upload::<half::bf16>(device),
+        }
+    }
+
+    fn upload<E: Element>(&self, device: &Device) -> Result<Arc<DeviceModel>> {
+        let precision = Precision::of::<E>();
+        let mut uploaded = self.uploaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, m)) = uploaded.iter().find(|(d, m)| d.same_device(device) && m.precision == precision) {
             return Ok(m.clone());
         }
+        Precision::ensure_supported::<E>(device, "upscale")?;
         let device = &device.fork();
         let strategy = device.conv_strategy();
         let network = match &self.architecture {
-            Architecture::Rrdb(c) => Network::Rrdb(Box::new(c.upload(&self.weights, device)?)),
-            Architecture::Compact(c) => Network::Compact(c.upload(&self.weights, device)?),
+            Architecture::Rrdb(c) => Network::Rrdb(Box::new(c.upload::<E>(&self.weights, device)?)),
+            Architecture::Compact(c) => Network::Compact(c.upload::<E>(&self.weights, device)?),
         };
         let model = Arc::new(DeviceModel {
             network,
             strategy,
+            precision,
             multiple: self.size_multiple(),
             scale: self.scale(),
             in_channels: self.in_channels(),
@@ -195,8 +214,8 @@ impl UpscaleModel {
     }
 }
 
-/// Uploads one 3×3 (or 1×1) convolution's weights.
-pub(crate) fn upload_conv(
+/// Uploads one 3×3 (or 1×1) convolution's weights, converted to `E`.
+pub(crate) fn upload_conv<E: Element>(
     file: &WeightFile,
     device: &Device,
     prefix: &str,
@@ -205,9 +224,9 @@ pub(crate) fn upload_conv(
 ) -> Result<ConvWeights> {
     let w = file.tensor_shaped(&format!("{prefix}.weight"), &[cout, cin, k, k])?;
     let b = if bias { Some(file.tensor_shaped(&format!("{prefix}.bias"), &[cout])?) } else { None };
-    device.check_buffer(w.data.len() * 4, &format!("the weights of {prefix}"))?;
+    device.check_buffer(w.data.len() * size_of::<E>(), &format!("the weights of {prefix}"))?;
     Ok(with_client!(device, client => {
-        ConvWeights::upload::<_, f32>(client, &w.data, b.as_ref().map(|b| &b.data[..]), None, (cout, cin, 1, k))
+        ConvWeights::upload::<_, E>(client, &w.data, b.as_ref().map(|b| &b.data[..]), None, (cout, cin, 1, k))
     }))
 }
 
@@ -220,6 +239,7 @@ enum Network {
 pub struct DeviceModel {
     network: Network,
     strategy: Strategy,
+    precision: Precision,
     multiple: usize,
     scale: usize,
     in_channels: usize,
@@ -227,10 +247,28 @@ pub struct DeviceModel {
 }
 
 impl DeviceModel {
+    /// The element type it computes in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Runs the network on `n` inputs `[n, h, w, in_nc]` (f32); returns
-    /// `[n, h·s, w·s, out_nc]`, not clamped. Sides that are not a multiple of the model's
-    /// size multiple are padded by reflection and the output cropped back.
+    /// `[n, h·s, w·s, out_nc]` (f32), not clamped. Sides that are not a multiple of the
+    /// model's size multiple are padded by reflection and the output cropped back.
     pub fn forward(
+        &self,
+        device: &Device,
+        input: &framestream_kernels::DeviceBuffer,
+        dims: (usize, usize, usize),
+    ) -> Result<framestream_kernels::DeviceBuffer> {
+        match self.precision {
+            Precision::F32 => self.forward_in::<f32>(device, input, dims),
+            Precision::F16 => self.forward_in::<half::f16>(device, input, dims),
+            Precision::BF16 => self.forward_in::<half::bf16>(device, input, dims),
+        }
+    }
+
+    fn forward_in<E: Element>(
         &self,
         device: &Device,
         input: &framestream_kernels::DeviceBuffer,
@@ -240,37 +278,40 @@ impl DeviceModel {
         use framestream_kernels::tile::crop;
         let m = self.multiple;
         let (ph, pw) = (h.next_multiple_of(m), w.next_multiple_of(m));
-        if (ph, pw) == (h, w) {
-            return self.run(device, input, (n, h, w));
-        }
         if ph - h >= h || pw - w >= w {
             return Err(Error::shape(format!(
                 "{w}x{h} is too small for this model (it pads to multiples of {m} by reflection)"
             )));
         }
-        let padded = device.alloc(n * ph * pw * self.in_channels)?;
-        with_client!(device, client => {
-            reflect_pad::<_, f32>(client, input, (n, h, w, self.in_channels), (ph - h, pw - w), &padded)
-        });
-        let full = self.run(device, &padded, (n, ph, pw))?;
-        let s = self.scale;
-        let out = device.alloc(n * h * s * w * s * self.out_channels)?;
-        with_client!(device, client => {
-            crop::<_, f32, f32>(client, &full, (n, ph * s, pw * s, self.out_channels), (0, 0), (h * s, w * s), &out)
-        });
-        Ok(out)
-    }
-
-    fn run(
-        &self,
-        device: &Device,
-        input: &framestream_kernels::DeviceBuffer,
-        dims: (usize, usize, usize),
-    ) -> Result<framestream_kernels::DeviceBuffer> {
-        match &self.network {
-            Network::Rrdb(m) => m.forward(device, input, dims, self.strategy),
-            Network::Compact(m) => m.forward(device, input, dims, self.strategy),
+        let c = self.in_channels;
+        let f32_in = std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>();
+        // In `E`, padded by reflection where needed (a crop of the whole frame converts).
+        let converted = if f32_in {
+            input.clone()
+        } else {
+            let converted = device.alloc_elems::<E>(n * h * w * c)?;
+            with_client!(device, client => crop::<_, f32, E>(client, input, (n, h, w, c), (0, 0), (h, w), &converted));
+            converted
+        };
+        let padded = if (ph, pw) == (h, w) {
+            converted
+        } else {
+            let padded = device.alloc_elems::<E>(n * ph * pw * c)?;
+            with_client!(device, client => reflect_pad::<_, E>(client, &converted, (n, h, w, c), (ph - h, pw - w), &padded));
+            padded
+        };
+        let full = match &self.network {
+            Network::Rrdb(net) => net.forward::<E>(device, &padded, (n, ph, pw), self.strategy)?,
+            Network::Compact(net) => net.forward::<E>(device, &padded, (n, ph, pw), self.strategy)?,
+        };
+        if f32_in && (ph, pw) == (h, w) {
+            return Ok(full);
         }
+        // Back to f32, cropped to the frame.
+        let (s, o) = (self.scale, self.out_channels);
+        let out = device.alloc(n * h * s * w * s * o)?;
+        with_client!(device, client => crop::<_, E, f32>(client, &full, (n, ph * s, pw * s, o), (0, 0), (h * s, w * s), &out));
+        Ok(out)
     }
 }
 
@@ -280,9 +321,9 @@ pub(crate) struct Planes<'a> {
     pub stride: usize,
 }
 
-/// Runs a 2-D convolution over `n` frames (each its own batch item).
+/// Runs a 2-D convolution over `n` frames (each its own batch item), in `E`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn conv2d(
+pub(crate) fn conv2d<E: Element>(
     device: &Device,
     weights: &ConvWeights,
     input: Planes,
@@ -306,6 +347,6 @@ pub(crate) fn conv2d(
     };
     let conv_output = ConvOutput { out: output.buffer, stride: output.stride, offset: out_offset, activation, residual };
     with_client!(device, client => {
-        conv::<_, f32>(client, weights, &conv_input, &conv_output, Padding::Zeros, strategy)
+        conv::<_, E>(client, weights, &conv_input, &conv_output, Padding::Zeros, strategy)
     });
 }

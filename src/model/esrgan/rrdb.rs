@@ -4,7 +4,7 @@
 //! The dense blocks' concatenations are channel slices of one buffer per block: each of the
 //! first four convs writes its growth channels after its inputs, and the fifth reads them all.
 
-use framestream_kernels::DeviceBuffer;
+use framestream_kernels::{DeviceBuffer, Element};
 use framestream_kernels::conv::{Activation, ConvWeights, Residual, Strategy};
 use framestream_kernels::elementwise::combine;
 use framestream_kernels::layout::{copy_channels, nearest, pixel_unshuffle};
@@ -212,7 +212,7 @@ impl RrdbConfig {
         (at_low.max(at_high), (low * dense).max(high * self.nf))
     }
 
-    pub(super) fn upload(&self, file: &WeightFile, device: &Device) -> Result<RrdbWeights> {
+    pub(super) fn upload<E: Element>(&self, file: &WeightFile, device: &Device) -> Result<RrdbWeights> {
         let nf = self.nf;
         let c_in = self.in_nc * self.unshuffle * self.unshuffle;
         let mut blocks = Vec::new();
@@ -223,10 +223,10 @@ impl RrdbConfig {
                 for k in 1..=5 {
                     let cin = nf + (k - 1) * self.gc;
                     let cout = if k == 5 { nf } else { self.gc };
-                    convs.push(upload_conv(file, device, &format!("body.{i}.rdb{r}.conv{k}"), (cout, cin, 3), true)?);
+                    convs.push(upload_conv::<E>(file, device, &format!("body.{i}.rdb{r}.conv{k}"), (cout, cin, 3), true)?);
                 }
                 let one = if self.plus {
-                    Some(upload_conv(file, device, &format!("body.{i}.rdb{r}.conv1x1"), (self.gc, nf, 1), false)?)
+                    Some(upload_conv::<E>(file, device, &format!("body.{i}.rdb{r}.conv1x1"), (self.gc, nf, 1), false)?)
                 } else {
                     None
                 };
@@ -236,14 +236,14 @@ impl RrdbConfig {
         }
         Ok(RrdbWeights {
             config: self.clone(),
-            first: upload_conv(file, device, "conv_first", (nf, c_in, 3), true)?,
+            first: upload_conv::<E>(file, device, "conv_first", (nf, c_in, 3), true)?,
             blocks,
-            body: upload_conv(file, device, "conv_body", (nf, nf, 3), true)?,
+            body: upload_conv::<E>(file, device, "conv_body", (nf, nf, 3), true)?,
             ups: (1..=self.upsamples)
-                .map(|j| upload_conv(file, device, &format!("conv_up{j}"), (nf, nf, 3), true))
+                .map(|j| upload_conv::<E>(file, device, &format!("conv_up{j}"), (nf, nf, 3), true))
                 .collect::<Result<_>>()?,
-            hr: upload_conv(file, device, "conv_hr", (nf, nf, 3), true)?,
-            last: upload_conv(file, device, "conv_last", (self.out_nc, nf, 3), true)?,
+            hr: upload_conv::<E>(file, device, "conv_hr", (nf, nf, 3), true)?,
+            last: upload_conv::<E>(file, device, "conv_last", (self.out_nc, nf, 3), true)?,
         })
     }
 }
@@ -265,7 +265,7 @@ pub struct RrdbWeights {
 }
 
 impl RrdbWeights {
-    pub fn forward(
+    pub fn forward<E: Element>(
         &self,
         device: &Device,
         input: &DeviceBuffer,
@@ -278,26 +278,26 @@ impl RrdbWeights {
         let low = n * lh * lw;
         let unshuffled;
         let x = if u > 1 {
-            unshuffled = device.alloc(n * h * w * c.in_nc)?;
-            with_client!(device, client => pixel_unshuffle::<_, f32>(client, input, (n, h, w, c.in_nc), u, &unshuffled));
+            unshuffled = device.alloc_elems::<E>(n * h * w * c.in_nc)?;
+            with_client!(device, client => pixel_unshuffle::<_, E>(client, input, (n, h, w, c.in_nc), u, &unshuffled));
             Planes { buffer: &unshuffled, stride: c.in_nc * u * u }
         } else {
             Planes { buffer: input, stride: c.in_nc }
         };
         let dims = (n, lh, lw);
-        let f0 = device.alloc(low * nf)?;
-        conv2d(device, &self.first, x, dims, Planes { buffer: &f0, stride: nf }, 0, Activation::None, None, strategy);
+        let f0 = device.alloc_elems::<E>(low * nf)?;
+        conv2d::<E>(device, &self.first, x, dims, Planes { buffer: &f0, stride: nf }, 0, Activation::None, None, strategy);
 
         // Residual-in-residual dense blocks.
         let stride = nf + 4 * gc;
-        let dense = [device.alloc(low * stride)?, device.alloc(low * stride)?];
-        let last_dense = device.alloc(low * nf)?;
-        let extra = if c.plus { Some(device.alloc(low * gc)?) } else { None };
-        let features = [device.alloc(low * nf)?, device.alloc(low * nf)?];
+        let dense = [device.alloc_elems::<E>(low * stride)?, device.alloc_elems::<E>(low * stride)?];
+        let last_dense = device.alloc_elems::<E>(low * nf)?;
+        let extra = if c.plus { Some(device.alloc_elems::<E>(low * gc)?) } else { None };
+        let features = [device.alloc_elems::<E>(low * nf)?, device.alloc_elems::<E>(low * nf)?];
         let mut feat = &f0;
         for (i, block) in self.blocks.iter().enumerate() {
             with_client!(device, client => {
-                copy_channels::<_, f32>(client, feat, (nf, 0), &dense[0], (stride, 0), low, nf)
+                copy_channels::<_, E>(client, feat, (nf, 0), &dense[0], (stride, 0), low, nf)
             });
             let mut cur = 0;
             for (r, rdb) in block.iter().enumerate() {
@@ -307,46 +307,46 @@ impl RrdbWeights {
                     let output = Planes { buffer: z, stride };
                     let residual = match (k, &rdb.one, &extra) {
                         (1, Some(one), Some(extra)) => {
-                            conv2d(device, one, Planes { buffer: z, stride }, dims, Planes { buffer: extra, stride: gc }, 0, Activation::None, None, strategy);
+                            conv2d::<E>(device, one, Planes { buffer: z, stride }, dims, Planes { buffer: extra, stride: gc }, 0, Activation::None, None, strategy);
                             Some(Residual::dense(extra, gc, 1.0))
                         }
                         (3, Some(_), _) => Some(Residual { buffer: z, stride, offset: nf + gc, scale: 1.0 }),
                         _ => None,
                     };
-                    conv2d(device, &rdb.convs[k], input, dims, output, nf + k * gc, LRELU, residual, strategy);
+                    conv2d::<E>(device, &rdb.convs[k], input, dims, output, nf + k * gc, LRELU, residual, strategy);
                 }
                 let residual = Some(Residual { buffer: z, stride, offset: 0, scale: 0.2 });
                 if r < 2 {
                     let next = Planes { buffer: &dense[1 - cur], stride };
-                    conv2d(device, &rdb.convs[4], Planes { buffer: z, stride }, dims, next, 0, Activation::None, residual, strategy);
+                    conv2d::<E>(device, &rdb.convs[4], Planes { buffer: z, stride }, dims, next, 0, Activation::None, residual, strategy);
                     cur = 1 - cur;
                 } else {
                     let out = Planes { buffer: &last_dense, stride: nf };
-                    conv2d(device, &rdb.convs[4], Planes { buffer: z, stride }, dims, out, 0, Activation::None, residual, strategy);
+                    conv2d::<E>(device, &rdb.convs[4], Planes { buffer: z, stride }, dims, out, 0, Activation::None, residual, strategy);
                 }
             }
             let next = &features[i % 2];
-            with_client!(device, client => combine::<_, f32>(client, feat, Some((&last_dense, 0.2)), false, next));
+            with_client!(device, client => combine::<_, E>(client, feat, Some((&last_dense, 0.2)), false, next));
             feat = next;
         }
-        let trunk = device.alloc(low * nf)?;
+        let trunk = device.alloc_elems::<E>(low * nf)?;
         let residual = Some(Residual::dense(&f0, nf, 1.0));
-        conv2d(device, &self.body, Planes { buffer: feat, stride: nf }, dims, Planes { buffer: &trunk, stride: nf }, 0, Activation::None, residual, strategy);
+        conv2d::<E>(device, &self.body, Planes { buffer: feat, stride: nf }, dims, Planes { buffer: &trunk, stride: nf }, 0, Activation::None, residual, strategy);
 
         // Upsampling stages, then the HR conv and the last conv.
         let mut current = trunk;
         for up in &self.ups {
-            let larger = device.alloc(n * 4 * lh * lw * nf)?;
-            with_client!(device, client => nearest::<_, f32>(client, &current, (n, lh, lw, nf), 2, &larger));
+            let larger = device.alloc_elems::<E>(n * 4 * lh * lw * nf)?;
+            with_client!(device, client => nearest::<_, E>(client, &current, (n, lh, lw, nf), 2, &larger));
             (lh, lw) = (2 * lh, 2 * lw);
-            let out = device.alloc(n * lh * lw * nf)?;
-            conv2d(device, up, Planes { buffer: &larger, stride: nf }, (n, lh, lw), Planes { buffer: &out, stride: nf }, 0, LRELU, None, strategy);
+            let out = device.alloc_elems::<E>(n * lh * lw * nf)?;
+            conv2d::<E>(device, up, Planes { buffer: &larger, stride: nf }, (n, lh, lw), Planes { buffer: &out, stride: nf }, 0, LRELU, None, strategy);
             current = out;
         }
-        let hr = device.alloc(n * lh * lw * nf)?;
-        conv2d(device, &self.hr, Planes { buffer: &current, stride: nf }, (n, lh, lw), Planes { buffer: &hr, stride: nf }, 0, LRELU, None, strategy);
-        let out = device.alloc(n * lh * lw * c.out_nc)?;
-        conv2d(device, &self.last, Planes { buffer: &hr, stride: nf }, (n, lh, lw), Planes { buffer: &out, stride: c.out_nc }, 0, Activation::None, None, strategy);
+        let hr = device.alloc_elems::<E>(n * lh * lw * nf)?;
+        conv2d::<E>(device, &self.hr, Planes { buffer: &current, stride: nf }, (n, lh, lw), Planes { buffer: &hr, stride: nf }, 0, LRELU, None, strategy);
+        let out = device.alloc_elems::<E>(n * lh * lw * c.out_nc)?;
+        conv2d::<E>(device, &self.last, Planes { buffer: &hr, stride: nf }, (n, lh, lw), Planes { buffer: &out, stride: c.out_nc }, 0, Activation::None, None, strategy);
         Ok(out)
     }
 }

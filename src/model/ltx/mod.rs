@@ -20,6 +20,8 @@ pub use config::{Axes, Block, LtxConfig};
 pub use framestream_kernels::conv::Padding;
 pub(crate) use decoder::{DecodeParams, Decoder};
 pub use latent::Latent;
+// Also here: the decoder had it first.
+pub use crate::model::Precision;
 
 use crate::device::{Device, PerDevice, with_client};
 use crate::error::{Error, Result};
@@ -210,13 +212,7 @@ impl LtxVae {
         if let Some((_, w)) = uploaded.iter().find(|(d, w)| d.same_device(device) && w.precision == precision) {
             return Ok(w.clone());
         }
-        if !with_client!(device, client => framestream_kernels::supports::<_, E>(client)) {
-            return Err(Error::Device(format!(
-                "{} cannot compute in {precision}: decode in f32{}",
-                device.info().adapter,
-                if precision == Precision::BF16 { " or f16" } else { "" }
-            )));
-        }
+        Precision::ensure_supported::<E>(device, "decode")?;
         let device = &device.fork();
         let weights = Arc::new(self.upload_weights::<E>(device)?);
         // An unused handle: the cache must not hold a lane.
@@ -417,48 +413,3 @@ pub(crate) struct DeviceWeights {
     pub precision: Precision,
 }
 
-/// The element type a decode computes its activations in (weights are converted to it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Precision {
-    /// Everywhere, and the reference for parity.
-    #[default]
-    F32,
-    /// Half the memory of f32; where the device has f16 (most GPUs, lavapipe).
-    F16,
-    /// ComfyUI's working type for this VAE; where the device has bf16 (recent NVIDIA GPUs).
-    BF16,
-}
-
-impl Precision {
-    fn of<E: Element>() -> Self {
-        use std::any::TypeId;
-        match TypeId::of::<E>() {
-            t if t == TypeId::of::<half::f16>() => Precision::F16,
-            t if t == TypeId::of::<half::bf16>() => Precision::BF16,
-            _ => Precision::F32,
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::F16 => "f16",
-            Precision::BF16 => "bf16",
-        })
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(Precision::F32),
-            "f16" | "fp16" | "half" | "float16" => Ok(Precision::F16),
-            "bf16" | "bfloat16" => Ok(Precision::BF16),
-            other => Err(Error::config(format!("unknown precision `{other}` (f32, f16 or bf16)"))),
-        }
-    }
-}
