@@ -11,3 +11,5 @@ cargo run --locked --example custom_stage
 # the crate without FFmpeg (how the benchmark examples are built for a GPU machine).
 cargo check --locked -p framestream --features cuda --all-targets
 cargo check --locked -p framestream --no-default-features --features cuda --lib --examples
+# The kernel tests as they run on a lent GPU (tools/gpu_bench.sh kernels).
+cargo check --locked -p framestream-kernels --no-default-features --features cuda-tests --tests

@@ -5,15 +5,18 @@
 #   cargo build --release -p framestream-kernels --no-default-features --features cuda --bin kernel_bench
 #   cargo build --release --no-default-features --features cuda --example ltx_decode --example upscale
 #   mkdir -p .gpu && cp target/release/kernel_bench target/release/examples/{ltx_decode,upscale} .gpu/
+#   # every kernel test, on CUDA:
+#   cp "$(cargo test --release -p framestream-kernels --no-default-features --features cuda-tests --no-run 2>&1 \
+#     | grep -o 'target/release/deps/framestream_kernels-[0-9a-f]*')" .gpu/kernel_tests
 #   strip .gpu/*   # what a device run carries is limited to 64 MiB with the working tree
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers importlib_metadata spandrel
 #   (.gpu/ and .whl/ are git-ignored; a lent-device run carries them)
 # There, from the repository root, with .gpu/ and .whl/ beside it:
-#   bash tools/gpu_bench.sh conv|ltx|ltx23|upscale [OUT_DIR]
+#   bash tools/gpu_bench.sh kernels|conv|ltx|ltx23|upscale [OUT_DIR]
 # Each part prints framestream's table, then PyTorch's on the same shapes, and is meant to fit one
 # ten-minute device command (not yet run: no GPU has been lent to this project so far).
 set -euo pipefail
-part=${1:?conv, ltx, ltx23 or upscale}
+part=${1:?kernels, conv, ltx, ltx23 or upscale}
 out=${2:-${OUT:-/tmp}}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
@@ -35,6 +38,9 @@ export FRAMESTREAM_DEVICE=cuda
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
 case $part in
+  kernels)
+    # Every kernel against its CPU reference, on the GPU (f16/bf16 cases where it has them).
+    .gpu/kernel_tests --test-threads 1 2>&1 | tee "$out/kernel-tests.txt" ;;
   conv)
     for dtype in f32 f16 bf16; do
       .gpu/kernel_bench --suite conv --dtype "$dtype" --strategy tiled | tee "$out/conv-$dtype.md"
@@ -55,5 +61,5 @@ case $part in
     .gpu/upscale --size 1280x720 --frames 4 --rrdb-blocks 23 | tee "$out/upscale.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f32 | tee "$out/upscale-torch-f32.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16 | tee "$out/upscale-torch-f16.md" ;;
-  *) echo "unknown part $part (conv, ltx, ltx23 or upscale)" >&2; exit 2 ;;
+  *) echo "unknown part $part (kernels, conv, ltx, ltx23 or upscale)" >&2; exit 2 ;;
 esac

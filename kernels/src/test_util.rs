@@ -3,7 +3,12 @@
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
+/// The runtime every kernel test runs on: wgpu (lavapipe without a GPU), or CUDA device 0 with
+/// the `cuda-tests` feature (where a GPU is lent: see `tools/gpu_bench.sh kernels`).
+#[cfg(not(feature = "cuda-tests"))]
 pub type TestRuntime = cubecl::wgpu::WgpuRuntime;
+#[cfg(feature = "cuda-tests")]
+pub type TestRuntime = cubecl::cuda::CudaRuntime;
 
 pub fn client() -> ComputeClient<TestRuntime> {
     TestRuntime::client(&Default::default())

@@ -61,6 +61,9 @@ pub(crate) struct Lane {
 #[derive(Default)]
 pub(crate) struct Lanes {
     lanes: Mutex<Vec<Arc<Lane>>>,
+    /// Where models' weights are uploaded: they outlive the jobs that first ask for them, so
+    /// they stay out of the job lanes' pools (and their memory figures).
+    weights: OnceLock<Arc<Lane>>,
 }
 
 static NEXT_LANE: AtomicU64 = AtomicU64::new(1);
@@ -90,7 +93,14 @@ impl Lanes {
         lane
     }
 
-    /// Lanes opened so far.
+    /// The weights lane, leased.
+    pub(crate) fn lease_weights(&self) -> Arc<Lane> {
+        let lane = self.weights.get_or_init(|| Arc::new(Lane::new(MAX_LANES))).clone();
+        lane.users.fetch_add(1, Ordering::AcqRel);
+        lane
+    }
+
+    /// Job lanes opened so far.
     pub(crate) fn count(&self) -> usize {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -283,6 +283,13 @@ impl Device {
         Self::on_new_stream(self.shared.clone())
     }
 
+    /// The device's stream for model weights, apart from the jobs' lanes.
+    pub(crate) fn for_weights(&self) -> Self {
+        let lane = self.shared.lanes.lease_weights();
+        let lease = Lease { backend: self.shared.backend.on_stream(lane.stream), lane };
+        Self { shared: self.shared.clone(), lease: Arc::new(OnceLock::from(lease)) }
+    }
+
     /// True when both handles submit to the same stream of the same device.
     pub(crate) fn same_stream(&self, other: &Device) -> bool {
         self.same_device(other) && Arc::ptr_eq(&self.lease().lane, &other.lease().lane)

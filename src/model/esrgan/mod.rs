@@ -193,7 +193,7 @@ impl UpscaleModel {
             return Ok(m.clone());
         }
         Precision::ensure_supported::<E>(device, "upscale")?;
-        let device = &device.fork();
+        let device = &device.for_weights();
         let strategy = device.conv_strategy();
         let network = match &self.architecture {
             Architecture::Rrdb(c) => Network::Rrdb(Box::new(c.upload::<E>(&self.weights, device)?)),

@@ -213,7 +213,7 @@ impl LtxVae {
             return Ok(w.clone());
         }
         Precision::ensure_supported::<E>(device, "decode")?;
-        let device = &device.fork();
+        let device = &device.for_weights();
         let weights = Arc::new(self.upload_weights::<E>(device)?);
         // An unused handle: the cache must not hold a lane.
         uploaded.push((device.fork(), weights.clone()));
