@@ -128,6 +128,17 @@ pub struct MemoryUsage {
 }
 
 impl Backend {
+    /// Device memory of this client's stream.
+    fn memory_usage(&self) -> Result<MemoryUsage> {
+        let usage = match self {
+            Backend::Wgpu(client) => client.memory_usage(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(client) => client.memory_usage(),
+        }
+        .map_err(|e| Error::Device(format!("memory usage unavailable: {e}")))?;
+        Ok(MemoryUsage { bytes_in_use: usage.bytes_in_use, bytes_reserved: usage.bytes_reserved })
+    }
+
     /// The same client with its work on `stream`.
     fn on_stream(&self, stream: StreamId) -> Backend {
         // SAFETY: CubeCL marks stream selection unsafe because handles then cross streams;
@@ -162,6 +173,12 @@ struct Shared {
 struct Lease {
     lane: Arc<Lane>,
     backend: Backend,
+}
+
+impl Lease {
+    fn new(shared: &Shared, lane: Arc<Lane>) -> Self {
+        Lease { backend: shared.backend.on_stream(lane.stream), lane }
+    }
 }
 
 impl Drop for Lease {
@@ -268,7 +285,7 @@ impl Device {
     fn lease(&self) -> &Lease {
         self.lease.get_or_init(|| {
             let lane = self.shared.lanes.lease();
-            Lease { backend: self.shared.backend.on_stream(lane.stream), lane }
+            Lease::new(&self.shared, lane)
         })
     }
 
@@ -286,7 +303,7 @@ impl Device {
     /// The device's stream for model weights, apart from the jobs' lanes.
     pub(crate) fn for_weights(&self) -> Self {
         let lane = self.shared.lanes.lease_weights();
-        let lease = Lease { backend: self.shared.backend.on_stream(lane.stream), lane };
+        let lease = Lease::new(&self.shared, lane);
         Self { shared: self.shared.clone(), lease: Arc::new(OnceLock::from(lease)) }
     }
 
@@ -508,13 +525,7 @@ impl Device {
     pub fn lanes_memory_usage(&self) -> Result<MemoryUsage> {
         let mut total = MemoryUsage { bytes_in_use: 0, bytes_reserved: 0 };
         for stream in self.shared.lanes.streams() {
-            let backend = self.shared.backend.on_stream(stream);
-            let usage = match &backend {
-                Backend::Wgpu(client) => client.memory_usage(),
-                #[cfg(feature = "cuda")]
-                Backend::Cuda(client) => client.memory_usage(),
-            }
-            .map_err(|e| Error::Device(format!("memory usage unavailable: {e}")))?;
+            let usage = self.shared.backend.on_stream(stream).memory_usage()?;
             total.bytes_in_use += usage.bytes_in_use;
             total.bytes_reserved += usage.bytes_reserved;
         }
@@ -523,9 +534,7 @@ impl Device {
 
     /// Device memory of this stream's allocator (waits for CubeCL's runner: a blocking call).
     pub fn memory_usage(&self) -> Result<MemoryUsage> {
-        let usage = with_client!(self, client => client.memory_usage())
-            .map_err(|e| Error::Device(format!("memory usage unavailable: {e}")))?;
-        Ok(MemoryUsage { bytes_in_use: usage.bytes_in_use, bytes_reserved: usage.bytes_reserved })
+        self.lease().backend.memory_usage()
     }
 }
 
