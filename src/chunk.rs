@@ -62,6 +62,9 @@ impl Chunk {
             return Err(Error::shape("a chunk needs at least one frame"));
         }
         check_frame_shape(height, width, channels)?;
+        if !device.holds(&buffer) {
+            return Err(Error::Device("the buffer lives on another device than the chunk's".into()));
+        }
         if buffer.elem_bytes() != size_of::<f32>() {
             return Err(Error::shape(format!(
                 "a buffer of {}-byte elements for frames of f32 values",

@@ -44,14 +44,12 @@ impl<'a, R: Runtime> KernelArgs<'a, R> {
     /// The frames, an `Array<f32>` of every value of the chunk. Bind it read-only (`&Array`):
     /// clones of the chunk (a tee's other branches) share these values.
     pub fn input(&self) -> ArrayArg<R> {
-        // SAFETY: a chunk's buffer holds exactly its shape's count of f32 values.
-        unsafe { self.input.arg() }
+        self.input.arg_of::<R, f32>(self.client)
     }
 
     /// The result, an `Array<f32>` of the output shape's count of values (not initialised).
     pub fn output(&self) -> ArrayArg<R> {
-        // SAFETY: allocated by `Chunk::launch` for the output shape's count of f32 values.
-        unsafe { self.output.arg() }
+        self.output.arg_of::<R, f32>(self.client)
     }
 
     /// A launch grid of `units` threads (cubes of 256 over the axes the device allows); the

@@ -1,12 +1,12 @@
 //! Convolution over channel-last frames as a tiled implicit GEMM, with a temporal halo read
-//! through a frame table and a fused epilogue.
+//! in place and a fused epilogue.
 //!
 //! Input frames are `[frame, y, x, channel]`. One launch computes `out_frames` output frames of
 //! a `kt × k × k` convolution (kt ∈ {1, 3}, k ∈ {1, 3}, stride 1): output frame `t` reads the
-//! padded input frames `table[t .. t + kt]`, where a table entry below `head_frames` names a
-//! frame of `head` (the previous chunk's cached frames) and any other entry names frame
-//! `entry − head_frames` of `body`. So the halo and the first/last-frame padding of a temporal
-//! convolution are read in place, never concatenated. Spatial padding is zeros, reflect or
+//! padded input frames `t .. t + kt` of a [`Sequence`]: the frames of `head` (the previous
+//! chunk's cached frames) then those of `body`, the first repeated `lead` times before and the
+//! last `trail` times after. So the halo and the first/last-frame padding of a temporal
+//! convolution are read in place, never concatenated, and a launch uploads nothing. Spatial padding is zeros, reflect or
 //! replicate. Channels may be a slice of wider rows (`in_stride`, `out_stride`, `out_offset`),
 //! so dense blocks write into slices of one buffer instead of concatenating.
 //!
@@ -26,6 +26,7 @@ use std::any::TypeId;
 use cubecl::prelude::*;
 
 use crate::{DeviceBuffer, Element};
+use crate::launch::product;
 
 /// How out-of-range pixels read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +114,10 @@ const BODY_SOURCE: u32 = 0x8000_0000;
 #[derive(CubeType, CubeLaunch, Clone, Copy)]
 struct ConvShape {
     head_frames: u32,
+    /// Head and body frames together.
+    frames: u32,
+    /// Copies of the first frame before them.
+    lead: u32,
     out_frames: u32,
     height: u32,
     width: u32,
@@ -135,7 +140,6 @@ struct ConvShape {
 fn conv_kernel<F: Float, NI: Size, NO: Size>(
     head: &Array<Vector<F, NI>>,
     body: &Array<Vector<F, NI>>,
-    table: &Array<u32>,
     weights: &Array<Vector<F, NO>>,
     bias: &Array<F>,
     slopes: &Array<F>,
@@ -167,7 +171,7 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
     let taps = comptime!(kernel.kt * kernel.k * kernel.k);
     for tap in 0..taps {
         if tid < BM {
-            sources[tid as usize] = source(m0 + tid, tap, table, &shape, kernel);
+            sources[tid as usize] = source(m0 + tid, tap, &shape, kernel);
         }
         sync_cube();
         let mut c0 = 0u32;
@@ -240,7 +244,7 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
 /// Where output pixel `m` reads for `tap`: an offset into `head`, or into `body` marked with
 /// BODY_SOURCE, in elements of the input; ZERO_SOURCE in the padding or past the pixels.
 #[cube]
-fn source(m: u32, tap: u32, table: &Array<u32>, shape: &ConvShape, #[comptime] kernel: ConvConfig) -> u32 {
+fn source(m: u32, tap: u32, shape: &ConvShape, #[comptime] kernel: ConvConfig) -> u32 {
     let (height, width, in_stride) = (shape.height, shape.width, shape.in_stride);
     let plane = height * width;
     let dt = tap / comptime!(kernel.k * kernel.k);
@@ -254,7 +258,10 @@ fn source(m: u32, tap: u32, table: &Array<u32>, shape: &ConvShape, #[comptime] k
         let y = pad_index((rest / width) as i32 + dy as i32 - pad, height as i32, kernel.padding);
         let x = pad_index((rest % width) as i32 + dx as i32 - pad, width as i32, kernel.padding);
         if y < height as i32 && x < width as i32 {
-            let frame = table[(t + dt) as usize];
+            // The padded position's frame: the first or last one in the lead or trail.
+            let p = (t + dt) as i32 - shape.lead as i32;
+            let last = shape.frames as i32 - 1;
+            let frame = select(p < 0, 0i32, select(p > last, last, p)) as u32;
             let pixel = (y as u32 * width + x as u32) * in_stride;
             src = select(
                 frame < shape.head_frames,
@@ -367,7 +374,6 @@ fn epilogue<F: Float>(
 fn conv_direct_kernel<F: Float, NI: Size, NO: Size>(
     head: &Array<Vector<F, NI>>,
     body: &Array<Vector<F, NI>>,
-    table: &Array<u32>,
     weights: &Array<Vector<F, NO>>,
     bias: &Array<F>,
     slopes: &Array<F>,
@@ -392,7 +398,7 @@ fn conv_direct_kernel<F: Float, NI: Size, NO: Size>(
         for tap in 0..taps {
             #[unroll]
             for i in 0..DM {
-                src[i as usize] = source(m0 + i, tap, table, &shape, kernel);
+                src[i as usize] = source(m0 + i, tap, &shape, kernel);
             }
             let wrow = tap * cin * cout;
             let mut ci = 0u32;
@@ -541,13 +547,39 @@ impl ConvWeights {
     }
 }
 
-/// Where the input frames come from: `head` then `body`, read through `table`.
+/// The padded frame sequence a convolution reads: the `frames` frames of `head` (the first
+/// `head_frames`) and `body` (the rest), the first of them repeated `lead` times before and the
+/// last `trail` times after — a temporal convolution's first- and last-frame padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    pub head_frames: usize,
+    pub frames: usize,
+    pub lead: usize,
+    pub trail: usize,
+}
+
+impl Sequence {
+    /// `frames` frames of one buffer, unpadded.
+    pub fn plain(frames: usize) -> Self {
+        Self { head_frames: 0, frames, lead: 0, trail: 0 }
+    }
+
+    /// Frames of the padded sequence (`None` when that overflows).
+    pub fn padded_len(&self) -> Option<usize> {
+        self.lead.checked_add(self.frames)?.checked_add(self.trail)
+    }
+
+    /// The frame padded position `p` reads (an index into head then body frames).
+    pub fn frame(&self, p: usize) -> usize {
+        std::cmp::min(usize::saturating_sub(p, self.lead), usize::saturating_sub(self.frames, 1))
+    }
+}
+
+/// Where the input frames come from.
 pub struct ConvInput<'a> {
     pub head: Option<&'a DeviceBuffer>,
-    pub head_frames: usize,
     pub body: &'a DeviceBuffer,
-    /// Padded frame sequence: entry < `head_frames` is a `head` frame, else a `body` frame.
-    pub table: &'a [u32],
+    pub sequence: Sequence,
     pub height: usize,
     pub width: usize,
     /// Channels per pixel in memory (≥ `cin`; the first `cin` are read).
@@ -582,7 +614,11 @@ impl<'a> Residual<'a> {
     }
 }
 
-/// Runs the convolution: `table.len() − kt + 1` output frames. Every buffer holds `E`.
+/// Runs the convolution: `padded_len − kt + 1` output frames of the input's [`Sequence`].
+/// Every buffer holds `E`.
+///
+/// # Panics
+/// When the sizes, strides or sequence do not fit the buffers (see the crate's docs).
 pub fn conv<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     weights: &ConvWeights,
@@ -629,27 +665,31 @@ fn conv_with_limits<R: Runtime, E: Element>(
     assert!((1..=MAX_LOAD).contains(&limits.max_load), "loads of 1 to {MAX_LOAD} elements");
     assert!(weights.elem == TypeId::of::<E>(), "weights uploaded as another element type");
     let (h, w) = (input.height, input.width);
-    let out_frames = input.table.len() + 1 - weights.kt;
-    assert!(input.table.len() >= weights.kt, "fewer padded frames than taps");
-    assert!(input.stride >= weights.cin && output.stride >= output.offset + weights.cout);
-    let body_frames = input.body.len() / (h * w * input.stride).max(1);
-    for &f in input.table {
-        let f = f as usize;
-        assert!(
-            f < input.head_frames || f - input.head_frames < body_frames,
-            "frame table entry {f} out of range"
-        );
+    let sequence = input.sequence;
+    let padded = sequence.padded_len().expect("conv: padded frame count overflows");
+    assert!(padded >= weights.kt, "conv: fewer padded frames than taps");
+    assert!(sequence.frames > 0 && sequence.head_frames <= sequence.frames, "conv: no frames, or more head frames than frames");
+    let out_frames = padded + 1 - weights.kt;
+    assert!(input.stride >= weights.cin, "conv: input stride below the input channels");
+    assert!(
+        output.offset.checked_add(weights.cout).is_some_and(|end| end <= output.stride),
+        "conv: output channels past the output stride"
+    );
+    let in_frame = product(&[h, w, input.stride], "conv input frame");
+    let body_frames = sequence.frames - sequence.head_frames;
+    assert!(product(&[body_frames, in_frame], "conv body") <= input.body.len(), "conv: body size");
+    match input.head {
+        Some(head) => assert!(product(&[sequence.head_frames, in_frame], "conv head") <= head.len(), "conv: head size"),
+        None => assert!(sequence.head_frames == 0, "conv: head frames without a head"),
     }
-    if let Some(head) = input.head {
-        assert!(head.len() >= input.head_frames * h * w * input.stride, "head size");
-    }
-    assert!(output.out.len() >= out_frames * h * w * output.stride, "output size");
+    let pixels = product(&[out_frames, h, w], "conv output pixels");
+    assert!(product(&[pixels, output.stride], "conv output") <= output.out.len(), "conv: output size");
     if padding == Padding::Reflect && weights.k == 3 {
-        assert!(h >= 2 && w >= 2, "reflect padding needs sides of at least 2");
+        assert!(h >= 2 && w >= 2, "conv: reflect padding needs sides of at least 2");
     }
-    let pixels = out_frames * h * w;
+    // Offsets are u32 in the kernel, with the top bit marking body pixels.
     let largest = (input.body.len()).max(input.head.map_or(0, |h| h.len())).max(output.out.len());
-    assert!(largest < 0x8000_0000, "buffers over 2^31 elements");
+    assert!(largest < 0x8000_0000 && padded < 0x8000_0000, "conv: buffers over 2^31 elements");
     if pixels == 0 {
         return;
     }
@@ -664,8 +704,12 @@ fn conv_with_limits<R: Runtime, E: Element>(
     };
     let (residual, residual_stride, residual_offset, scale) = match output.residual {
         Some(r) => {
-            assert!(r.stride >= r.offset + weights.cout, "residual channels");
-            assert!(r.buffer.len() >= pixels * r.stride, "residual size");
+            assert!(
+                r.offset.checked_add(weights.cout).is_some_and(|end| end <= r.stride),
+                "conv: residual channels past its stride"
+            );
+            assert!(product(&[pixels, r.stride], "conv residual") <= r.buffer.len(), "conv: residual size");
+            assert!(r.buffer.len() < 0x8000_0000, "conv: buffers over 2^31 elements");
             (Some(r.buffer), r.stride, r.offset, r.scale)
         }
         None => (None, 0, 0, 0.0),
@@ -673,7 +717,6 @@ fn conv_with_limits<R: Runtime, E: Element>(
     // Pixels start at multiples of the stride, so a width dividing channels and stride keeps
     // every load aligned and wholly inside or outside the channels read.
     let ni = load_width::<R, E>(client, limits.max_load, &[weights.cin, input.stride]);
-    let table = DeviceBuffer::from_u32(client, input.table);
     // A buffer without frames (shorter than one pixel, so than one vector) is never read;
     // one with frames stands in for it, as a binding must hold at least one vector.
     let body = if input.body.len() >= ni { input.body } else { input.head.unwrap_or(input.body) };
@@ -697,7 +740,9 @@ fn conv_with_limits<R: Runtime, E: Element>(
         let residual = residual.unwrap_or(&group.bias);
         let shape = |first_pixel: usize| {
             ConvShapeLaunch::new(
-                input.head_frames as u32,
+                sequence.head_frames as u32,
+                sequence.frames as u32,
+                sequence.lead as u32,
                 out_frames as u32,
                 h as u32,
                 w as u32,
@@ -716,7 +761,7 @@ fn conv_with_limits<R: Runtime, E: Element>(
         macro_rules! launch {
             ($kernel:ident, $count:expr, $dim:expr, $first_pixel:expr) => {
                 // SAFETY: every read is bounds-checked against the sizes asserted above
-                // (frame table entries, strides, head/body/residual lengths); writes stay
+                // (sequence, strides, head/body/residual lengths); writes stay
                 // below `pixels × stride`, inside this group's channels. Vector loads and
                 // stores start at multiples of their width (`ni`, `no` divide every offset).
                 unsafe {
@@ -726,14 +771,13 @@ fn conv_with_limits<R: Runtime, E: Element>(
                         $dim,
                         ni,
                         no,
-                        head.vector_arg(ni),
-                        body.vector_arg(ni),
-                        table.arg(),
-                        group.weights.vector_arg(no),
-                        group.bias.arg(),
-                        group.slopes.arg(),
-                        residual.vector_arg(no),
-                        output.out.vector_arg(no),
+                        head.vector_arg_of::<R, E>(client, ni),
+                        body.vector_arg_of::<R, E>(client, ni),
+                        group.weights.vector_arg_of::<R, E>(client, no),
+                        group.bias.arg_of::<R, E>(client),
+                        group.slopes.arg_of::<R, E>(client),
+                        residual.vector_arg_of::<R, E>(client, no),
+                        output.out.vector_arg_of::<R, E>(client, no),
                         shape($first_pixel),
                         kernel,
                     )
@@ -871,9 +915,8 @@ mod tests {
                     let out = poisoned::<f32>(&client, h * w * out_stride);
                     let input = ConvInput {
                         head: None,
-                        head_frames: 0,
                         body: &x,
-                        table: &[0, 1, 2],
+                        sequence: Sequence::plain(3),
                         height: h,
                         width: w,
                         stride: cin,
@@ -907,9 +950,8 @@ mod tests {
         let x = DeviceBuffer::from_f32(&client, &rng.vec_f32(4 * h * w * cin, -1.0, 1.0));
         let input = ConvInput {
             head: None,
-            head_frames: 0,
             body: &x,
-            table: &[0, 0, 1, 2, 3, 3],
+            sequence: Sequence { head_frames: 0, frames: 4, lead: 1, trail: 1 },
             height: h,
             width: w,
             stride: cin,
@@ -953,9 +995,8 @@ mod tests {
                 ConvWeights::upload::<_, f32>(&client, &torch_weights, Some(&bias), None, (cout, cin, 3, 3));
             let input = ConvInput {
                 head: Some(&head),
-                head_frames: 2,
                 body: &body,
-                table: &[0, 1, 2, 3],
+                sequence: Sequence { head_frames: 2, frames: 4, lead: 0, trail: 0 },
                 height: h,
                 width: w,
                 stride: in_stride,
@@ -1015,15 +1056,17 @@ mod tests {
             let cin = align * rng.range(1, 40 / align);
             let cout = align * rng.range(1, 70 / align);
             let in_stride = cin + align * rng.range(0, 2);
-            let (head_frames, body_frames) = (rng.range(0, 2), rng.range(1, 3));
-            let out_frames = rng.range(1, 3);
-            // A table mixing head and body frames, with repeats (first/last-frame padding).
-            let table: Vec<u32> = (0..out_frames + kt - 1)
-                .map(|_| rng.range(0, head_frames + body_frames - 1) as u32)
-                .collect();
+            let (head_frames, body_frames) = (rng.range(0, 2), rng.range(0, 3));
+            let body_frames = std::cmp::max(body_frames, usize::from(head_frames == 0));
+            // Head and body frames, with first/last-frame padding.
+            let frames = head_frames + body_frames;
+            let (lead, trail) = (rng.range(0, 2), rng.range(0, 2));
+            let trail = std::cmp::max(trail, usize::saturating_sub(kt, lead + frames));
+            let sequence = Sequence { head_frames, frames, lead, trail };
+            let out_frames = sequence.padded_len().unwrap() + 1 - kt;
             let frame_len = h * w * in_stride;
             let head = rounded::<E>(rng.vec_f32(head_frames.max(1) * frame_len, -1.0, 1.0));
-            let body = rounded::<E>(rng.vec_f32(body_frames * frame_len, -1.0, 1.0));
+            let body = rounded::<E>(rng.vec_f32(body_frames.max(1) * frame_len, -1.0, 1.0));
             let torch_weights = rounded::<E>(rng.vec_f32(cout * cin * kt * k * k, -0.5, 0.5));
             let bias = rounded::<E>(rng.vec_f32(cout, -0.5, 0.5));
             let slopes = rounded::<E>(rng.vec_f32(cout, 0.0, 0.5));
@@ -1045,9 +1088,8 @@ mod tests {
             let out = poisoned::<E>(&client, out_frames * h * w * out_stride);
             let input = ConvInput {
                 head: (head_frames > 0).then_some(&head_buf),
-                head_frames,
                 body: &body_buf,
-                table: &table,
+                sequence,
                 height: h,
                 width: w,
                 stride: in_stride,
@@ -1062,10 +1104,9 @@ mod tests {
             let strategy = [Strategy::Tiled, Strategy::Direct][(case % 2) ^ ((case / 2) % 2)];
             conv::<_, E>(&client, &weights, &input, &output, padding, strategy);
             let got = read_as_f32::<E>(&client, out.handle().clone());
-            let frames: Vec<&[f32]> = table
-                .iter()
-                .map(|&f| {
-                    let f = f as usize;
+            let padded: Vec<&[f32]> = (0..out_frames + kt - 1)
+                .map(|p| {
+                    let f = sequence.frame(p);
                     if f < head_frames {
                         &head[f * frame_len..(f + 1) * frame_len]
                     } else {
@@ -1074,7 +1115,7 @@ mod tests {
                 })
                 .collect();
             let want = conv_reference(
-                &frames,
+                &padded,
                 (h, w, in_stride),
                 &torch_weights,
                 &bias,
@@ -1090,7 +1131,7 @@ mod tests {
                 .collect();
             let what = format!(
                 "case {case}: {strategy:?} {kt}x{k}x{k} {padding:?} {activation:?} {h}x{w} \
-                 {cin}->{cout} head {head_frames} body {body_frames} table {table:?}"
+                 {cin}->{cout} {sequence:?}"
             );
             assert_close(&got_slice, &want, tolerance, &what);
             // Channels outside the slice stay untouched (still poisoned).

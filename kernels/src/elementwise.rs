@@ -50,9 +50,9 @@ pub fn combine<R: Runtime, E: Element>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            a.arg(),
-            b_buf.arg(),
-            out.arg(),
+            a.arg_of::<R, E>(client),
+            b_buf.arg_of::<R, E>(client),
+            out.arg_of::<R, E>(client),
             scale,
             b.is_some(),
             clamp_unit,
@@ -75,7 +75,7 @@ pub fn fill<R: Runtime, E: Element>(client: &ComputeClient<R>, out: &DeviceBuffe
     }
     // SAFETY: one write per index below `out.len()`.
     unsafe {
-        fill_kernel::launch_unchecked::<E, R>(client, cube_count(client, out.len()), cube_dim(), out.arg(), value);
+        fill_kernel::launch_unchecked::<E, R>(client, cube_count(client, out.len()), cube_dim(), out.arg_of::<R, E>(client), value);
     }
 }
 

@@ -10,8 +10,26 @@ pub(crate) const CUBE_DIM: u32 = 256;
 /// allows; kernels guard with `ABSOLUTE_POS < units`.
 pub(crate) fn cube_count<R: Runtime>(client: &ComputeClient<R>, units: usize) -> CubeCount {
     let cubes = units.div_ceil(CUBE_DIM as usize).max(1);
-    let cubes = u32::try_from(cubes).expect("kernel launch larger than 2^32 cubes");
+    let cubes = to_u32(cubes, "a launch's cubes");
     CubeCountSelection::new(client, cubes).cube_count()
+}
+
+/// The product of launch sizes, checked: a launcher's bounds checks must not wrap.
+///
+/// # Panics
+/// When the product overflows `usize` (`what` names it).
+pub(crate) fn product(dims: &[usize], what: &str) -> usize {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .unwrap_or_else(|| panic!("{what}: {dims:?} overflows"))
+}
+
+/// `n` as a kernel's u32 scalar.
+///
+/// # Panics
+/// When `n` does not fit (`what` names it).
+pub(crate) fn to_u32(n: usize, what: &str) -> u32 {
+    u32::try_from(n).unwrap_or_else(|_| panic!("{what}: {n} is over 2^32"))
 }
 
 pub(crate) fn cube_dim() -> CubeDim {
@@ -64,29 +82,37 @@ pub fn supports<R: Runtime, E: Element>(client: &ComputeClient<R>) -> bool {
     client.properties().supports_type(E::as_type_native_unchecked())
 }
 
+/// Identifies the device (the CubeCL server) a client submits to, whichever stream it uses.
+pub fn device_id<R: Runtime>(client: &ComputeClient<R>) -> usize {
+    // A server's info lives in one allocation for the server's lifetime, shared by all its
+    // clients and streams: its address names the server.
+    std::ptr::from_ref(client.info()).cast::<()>() as usize
+}
+
 /// A contiguous device buffer of `len` elements of `elem_bytes` bytes. Its fields are private
-/// so a buffer cannot claim more elements than its allocation holds.
+/// so a buffer cannot claim more elements than its allocation holds, nor be bound on another
+/// device than the one holding it.
 #[derive(Clone, Debug)]
 pub struct DeviceBuffer {
     handle: Handle,
     len: usize,
     elem_bytes: usize,
+    device: usize,
 }
 
 impl DeviceBuffer {
-    /// Wraps a handle.
-    ///
-    /// # Safety
-    /// `handle` must hold at least `len` elements of `elem_bytes` bytes.
-    pub unsafe fn from_raw_parts(handle: Handle, len: usize, elem_bytes: usize) -> Self {
-        Self { handle, len, elem_bytes }
-    }
-
     /// Allocates `len` elements of `E` in a buffer with room for `room`, so buffers of one
     /// role keep one size and the allocator reuses their slots (uninitialised).
+    ///
+    /// # Panics
+    /// When the byte count overflows.
     pub fn empty_with_room<R: Runtime, E: CubeElement>(client: &ComputeClient<R>, len: usize, room: usize) -> Self {
-        let bytes = len.max(room).max(1).checked_mul(size_of::<E>()).expect("a buffer larger than memory");
-        Self { handle: client.empty(bytes), len, elem_bytes: size_of::<E>() }
+        let bytes = product(&[len.max(room).max(1), size_of::<E>()], "a buffer");
+        Self::wrap(client, client.empty(bytes), len, size_of::<E>())
+    }
+
+    fn wrap<R: Runtime>(client: &ComputeClient<R>, handle: Handle, len: usize, elem_bytes: usize) -> Self {
+        Self { handle, len, elem_bytes, device: device_id(client) }
     }
 
     /// Allocates `len` f32 elements (uninitialised).
@@ -114,7 +140,7 @@ impl DeviceBuffer {
         if data.is_empty() {
             return Self::empty::<R, E>(client, 0);
         }
-        Self { handle: client.create_from_slice(E::as_bytes(data)), len: data.len(), elem_bytes: size_of::<E>() }
+        Self::wrap(client, client.create_from_slice(E::as_bytes(data)), data.len(), size_of::<E>())
     }
 
     /// Uploads f32 values converted to `E`.
@@ -135,11 +161,11 @@ impl DeviceBuffer {
     pub fn from_bytes_as_words<R: Runtime>(client: &ComputeClient<R>, bytes: &[u8]) -> Self {
         let words = bytes.len().div_ceil(4);
         if bytes.len().is_multiple_of(4) && !bytes.is_empty() {
-            return Self { handle: client.create_from_slice(bytes), len: words, elem_bytes: 4 };
+            return Self::wrap(client, client.create_from_slice(bytes), words, 4);
         }
         let mut padded = bytes.to_vec();
         padded.resize(words.max(1) * 4, 0);
-        Self { handle: client.create_from_slice(&padded), len: words, elem_bytes: 4 }
+        Self::wrap(client, client.create_from_slice(&padded), words, 4)
     }
 
     /// Elements in the buffer.
@@ -156,25 +182,82 @@ impl DeviceBuffer {
         self.elem_bytes
     }
 
+    /// The device holding the buffer (see [`device_id`]).
+    pub fn device_id(&self) -> usize {
+        self.device
+    }
+
     /// The CubeCL handle (to read the buffer back).
     pub fn handle(&self) -> &Handle {
         &self.handle
     }
 
-    /// The buffer as a kernel argument.
+    /// The buffer as a kernel argument, unchecked.
     ///
     /// # Safety
-    /// The buffer must hold at least `len` elements of the kernel's element type.
-    pub unsafe fn arg<R: Runtime>(&self) -> ArrayArg<R> {
+    /// The buffer must hold at least `len` elements of the kernel's element type, on the
+    /// launching client's device.
+    pub(crate) unsafe fn arg<R: Runtime>(&self) -> ArrayArg<R> {
         unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.len) }
     }
 
-    /// The buffer as a kernel argument of vectors of `width` elements (the last partial
-    /// vector, if any, left out).
+    /// The buffer as a kernel argument of `E` elements on `client`, checked: it lives on
+    /// the client's device, holds `E`-sized elements and no more than the kernels' 32-bit
+    /// indices reach (its length cannot exceed its allocation, as the fields are private).
     ///
-    /// # Safety
-    /// As [`arg`](Self::arg); the buffer must start aligned to a vector (device allocations do).
-    pub(crate) unsafe fn vector_arg<R: Runtime>(&self, width: usize) -> ArrayArg<R> {
-        unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.len / width) }
+    /// # Panics
+    /// When a check fails.
+    pub fn arg_of<R: Runtime, E: CubeElement>(&self, client: &ComputeClient<R>) -> ArrayArg<R> {
+        self.check::<E, R>(client);
+        // SAFETY: the allocation holds `len` elements of `E`, checked above.
+        unsafe { self.arg() }
+    }
+
+    /// The buffer as a kernel argument of vectors of `width` elements of `E` (the last partial
+    /// vector, if any, left out), checked as [`arg_of`](Self::arg_of). Device allocations
+    /// start aligned to any vector.
+    pub(crate) fn vector_arg_of<R: Runtime, E: CubeElement>(&self, client: &ComputeClient<R>, width: usize) -> ArrayArg<R> {
+        self.check::<E, R>(client);
+        // SAFETY: as in `arg_of`; `len / width` vectors lie inside the allocation.
+        unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.len / width.max(1)) }
+    }
+
+    fn check<E: CubeElement, R: Runtime>(&self, client: &ComputeClient<R>) {
+        assert_eq!(self.device, device_id(client), "a buffer of another device");
+        assert_eq!(self.elem_bytes, size_of::<E>(), "a buffer of {}-byte elements bound as {}", self.elem_bytes, std::any::type_name::<E>());
+        assert!(self.len <= u32::MAX as usize, "a buffer of {} elements, over the kernels' 2^32", self.len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use super::*;
+    use crate::layout::{nearest, pixel_shuffle};
+    use crate::test_util::client;
+
+    /// The panic message of `f`, which must panic.
+    fn refusal(f: impl FnOnce()) -> String {
+        let panic = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a refusal");
+        panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap()
+    }
+
+    #[test]
+    fn launchers_refuse_sizes_that_overflow_or_do_not_match() {
+        let client = client();
+        let x = DeviceBuffer::from_f32(&client, &[0.0; 16]);
+        let out = DeviceBuffer::empty_f32(&client, 64);
+        // Products that wrap would otherwise pass the size checks.
+        let huge = usize::MAX / 2 + 1;
+        assert!(refusal(|| pixel_shuffle::<_, f32>(&client, &x, (huge, 2, 2, 4), 2, &out)).contains("overflows"));
+        assert!(refusal(|| nearest::<_, f32>(&client, &x, (1, 2, 2, 4), huge, &out)).contains("overflows"));
+        assert!(refusal(|| nearest::<_, f32>(&client, &x, (1, 2, 2, 4), 3, &out)).contains("output size"));
+        // A buffer of another element size is not bound.
+        let halves = DeviceBuffer::from_f32_as::<_, half::f16>(&client, &[0.0; 16]);
+        assert!(refusal(|| nearest::<_, f32>(&client, &halves, (1, 2, 2, 4), 2, &out)).contains("2-byte"));
+        assert!(refusal(|| {
+            let _ = product(&[huge, 2], "a size");
+        }).contains("a size"));
     }
 }

@@ -7,7 +7,7 @@
 use cubecl::prelude::*;
 
 use crate::{DeviceBuffer, Element};
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product};
 
 /// The layouts, as one kernel's compile-time switch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,7 +105,7 @@ fn launch<R: Runtime, E: Element>(
     factor: usize,
     op: Op,
 ) {
-    assert_eq!(out.len(), out_frames * out_h * out_w * out_c, "{op:?}: output size");
+    assert_eq!(out.len(), product(&[out_frames, out_h, out_w, out_c], "layout output"), "{op:?}: output size");
     if out.is_empty() {
         return;
     }
@@ -115,8 +115,8 @@ fn launch<R: Runtime, E: Element>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            input.arg(),
-            out.arg(),
+            input.arg_of::<R, E>(client),
+            out.arg_of::<R, E>(client),
             out_h as u32,
             out_w as u32,
             out_c as u32,
@@ -148,9 +148,10 @@ pub fn depth_to_space_3d<R: Runtime, E: Element>(
     assert!([st, sh, sw].iter().all(|s| (1..=2).contains(s)), "depth-to-space strides are 1 or 2");
     let s = st * sh * sw;
     assert!(c % s == 0 && c > 0, "depth-to-space needs a multiple of {s} channels");
-    assert_eq!(input.len(), frames * h * w * c, "depth-to-space input size");
-    let out_frames = (st * frames).saturating_sub(usize::from(drop_first));
-    let shape = (out_frames, sh * h, sw * w, c / s * repeat);
+    assert_eq!(input.len(), product(&[frames, h, w, c], "depth-to-space input"), "depth-to-space input size");
+    let out_frames = usize::saturating_sub(product(&[st, frames], "depth-to-space frames"), usize::from(drop_first));
+    let (oh, ow) = (product(&[sh, h], "depth-to-space height"), product(&[sw, w], "depth-to-space width"));
+    let shape = (out_frames, oh, ow, product(&[c / s, repeat], "depth-to-space channels"));
     let op = Op::DepthToSpace3d { drop_first, st: st as u32, sh: sh as u32, sw: sw as u32 };
     launch::<R, E>(client, input, (h, w, c), out, shape, 1, op);
 }
@@ -166,9 +167,9 @@ pub fn unpatchify<R: Runtime, E: Element>(
     to_unit: bool,
     out: &DeviceBuffer,
 ) {
-    let in_c = c * patch * patch;
-    assert_eq!(input.len(), frames * h * w * in_c, "unpatchify input size");
-    let shape = (frames, patch * h, patch * w, c);
+    let in_c = product(&[c, patch, patch], "unpatchify channels");
+    assert_eq!(input.len(), product(&[frames, h, w, in_c], "unpatchify input"), "unpatchify input size");
+    let shape = (frames, product(&[patch, h], "unpatchify height"), product(&[patch, w], "unpatchify width"), c);
     launch::<R, E>(client, input, (h, w, in_c), out, shape, patch, Op::Unpatchify { to_unit });
 }
 
@@ -180,9 +181,11 @@ pub fn pixel_shuffle<R: Runtime, E: Element>(
     s: usize,
     out: &DeviceBuffer,
 ) {
-    assert!(c % (s * s) == 0, "pixel shuffle needs a multiple of s² channels");
-    assert_eq!(input.len(), n * h * w * c, "pixel shuffle input size");
-    launch::<R, E>(client, input, (h, w, c), out, (n, h * s, w * s, c / (s * s)), s, Op::PixelShuffle);
+    let s2 = product(&[s, s], "pixel shuffle factor");
+    assert!(s > 0 && c % s2 == 0, "pixel shuffle needs a multiple of s² channels");
+    assert_eq!(input.len(), product(&[n, h, w, c], "pixel shuffle input"), "pixel shuffle input size");
+    let (oh, ow) = (product(&[h, s], "pixel shuffle height"), product(&[w, s], "pixel shuffle width"));
+    launch::<R, E>(client, input, (h, w, c), out, (n, oh, ow, c / s2), s, Op::PixelShuffle);
 }
 
 /// `[n, h, w, c]` → `[n, h/u, w/u, c·u²]` (h and w multiples of u).
@@ -193,9 +196,10 @@ pub fn pixel_unshuffle<R: Runtime, E: Element>(
     u: usize,
     out: &DeviceBuffer,
 ) {
-    assert!(h % u == 0 && w % u == 0, "pixel unshuffle needs sides that are multiples of u");
-    assert_eq!(input.len(), n * h * w * c, "pixel unshuffle input size");
-    launch::<R, E>(client, input, (h, w, c), out, (n, h / u, w / u, c * u * u), u, Op::PixelUnshuffle);
+    assert!(u > 0 && h % u == 0 && w % u == 0, "pixel unshuffle needs sides that are multiples of u");
+    assert_eq!(input.len(), product(&[n, h, w, c], "pixel unshuffle input"), "pixel unshuffle input size");
+    let oc = product(&[c, u, u], "pixel unshuffle channels");
+    launch::<R, E>(client, input, (h, w, c), out, (n, h / u, w / u, oc), u, Op::PixelUnshuffle);
 }
 
 /// Nearest upsampling by `s`: `[n, h, w, c]` → `[n, h·s, w·s, c]`.
@@ -206,8 +210,9 @@ pub fn nearest<R: Runtime, E: Element>(
     s: usize,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len(), n * h * w * c, "nearest input size");
-    launch::<R, E>(client, input, (h, w, c), out, (n, h * s, w * s, c), s, Op::Nearest);
+    assert_eq!(input.len(), product(&[n, h, w, c], "nearest input"), "nearest input size");
+    let (oh, ow) = (product(&[h, s], "nearest height"), product(&[w, s], "nearest width"));
+    launch::<R, E>(client, input, (h, w, c), out, (n, oh, ow, c), s, Op::Nearest);
 }
 
 /// `[n, h, w, c]` → `[n, h + bottom, w + right, c]`, the new rows and columns reflecting the
@@ -221,7 +226,7 @@ pub fn reflect_pad<R: Runtime, E: Element>(
 ) {
     assert!(bottom < h.max(1) && right < w.max(1), "reflection needs padding below the side");
     assert!((bottom == 0 || h >= 2) && (right == 0 || w >= 2), "reflection needs sides of 2");
-    assert_eq!(input.len(), n * h * w * c, "reflect pad input size");
+    assert_eq!(input.len(), product(&[n, h, w, c], "reflect pad input"), "reflect pad input size");
     launch::<R, E>(client, input, (h, w, c), out, (n, h + bottom, w + right, c), 1, Op::ReflectPad);
 }
 
@@ -256,8 +261,13 @@ pub fn copy_channels<R: Runtime, E: Element>(
     pixels: usize,
     channels: usize,
 ) {
-    assert!(in_offset + channels <= in_stride && out_offset + channels <= out_stride);
-    assert!(input.len() >= pixels * in_stride && out.len() >= pixels * out_stride, "copy sizes");
+    let fits = |offset: usize, stride: usize| offset.checked_add(channels).is_some_and(|end| end <= stride);
+    assert!(fits(in_offset, in_stride) && fits(out_offset, out_stride), "copy channels: channels past the stride");
+    assert!(
+        input.len() >= product(&[pixels, in_stride], "copy channels input")
+            && out.len() >= product(&[pixels, out_stride], "copy channels output"),
+        "copy channels sizes"
+    );
     if pixels * channels == 0 {
         return;
     }
@@ -267,8 +277,8 @@ pub fn copy_channels<R: Runtime, E: Element>(
             client,
             cube_count(client, pixels * channels),
             cube_dim(),
-            input.arg(),
-            out.arg(),
+            input.arg_of::<R, E>(client),
+            out.arg_of::<R, E>(client),
             channels as u32,
             in_stride as u32,
             in_offset as u32,

@@ -4,7 +4,7 @@
 use cubecl::prelude::*;
 
 use crate::{DeviceBuffer, Element};
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product};
 
 #[cube(launch_unchecked)]
 fn linear_kernel<F: Float>(
@@ -41,10 +41,10 @@ pub fn linear<R: Runtime, E: Element>(
     silu: bool,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len(), rows * inputs, "linear input size");
-    assert_eq!(weight.len(), outputs * inputs, "linear weight size");
+    assert_eq!(input.len(), product(&[rows, inputs], "linear input"), "linear input size");
+    assert_eq!(weight.len(), product(&[outputs, inputs], "linear weight"), "linear weight size");
     assert_eq!(bias.len(), outputs, "linear bias size");
-    assert_eq!(out.len(), rows * outputs, "linear output size");
+    assert_eq!(out.len(), product(&[rows, outputs], "linear output"), "linear output size");
     if out.is_empty() {
         return;
     }
@@ -54,10 +54,10 @@ pub fn linear<R: Runtime, E: Element>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            input.arg(),
-            weight.arg(),
-            bias.arg(),
-            out.arg(),
+            input.arg_of::<R, E>(client),
+            weight.arg_of::<R, E>(client),
+            bias.arg_of::<R, E>(client),
+            out.arg_of::<R, E>(client),
             inputs as u32,
             outputs as u32,
             silu,

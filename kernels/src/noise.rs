@@ -9,7 +9,7 @@
 use cubecl::prelude::*;
 
 use crate::{DeviceBuffer, Element};
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product};
 use crate::rng::{philox4x32, philox4x32_reference, seed_key};
 
 /// The counter frame word of noise planes, above any frame index.
@@ -74,7 +74,7 @@ fn launch_gaussian<R: Runtime, E: Element>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            out.arg(),
+            out.arg_of::<R, E>(client),
             height as u32,
             width as u32,
             channels as u32,
@@ -184,7 +184,7 @@ pub fn latent_input<R: Runtime, E: Element>(
     (seed, first_frame, noise_scale): (u64, u32, f32),
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len(), frames * height * width * channels, "latent input size");
+    assert_eq!(input.len(), product(&[frames, height, width, channels], "latent input"), "latent input size");
     assert_eq!(out.len(), input.len(), "latent output size");
     assert!(mean.len() == channels && std.len() == channels, "one mean and std per channel");
     if out.is_empty() {
@@ -197,10 +197,10 @@ pub fn latent_input<R: Runtime, E: Element>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            input.arg(),
-            out.arg(),
-            mean.arg(),
-            std.arg(),
+            input.arg_of::<R, E>(client),
+            out.arg_of::<R, E>(client),
+            mean.arg_of::<R, E>(client),
+            std.arg_of::<R, E>(client),
             height as u32,
             width as u32,
             channels as u32,
@@ -256,7 +256,7 @@ pub fn add_plane<R: Runtime, E: Element>(
 ) {
     let channels = scale.len();
     assert!(channels > 0 && !plane.is_empty(), "a plane and a scale per channel");
-    assert_eq!(data.len() % (plane.len() * channels), 0, "data holds whole frames of the plane's size");
+    assert_eq!(data.len() % product(&[plane.len(), channels], "noise frame"), 0, "data holds whole frames of the plane's size");
     if data.is_empty() {
         return;
     }
@@ -266,9 +266,9 @@ pub fn add_plane<R: Runtime, E: Element>(
             client,
             cube_count(client, data.len()),
             cube_dim(),
-            data.arg(),
-            plane.arg(),
-            scale.arg(),
+            data.arg_of::<R, E>(client),
+            plane.arg_of::<R, E>(client),
+            scale.arg_of::<R, E>(client),
             channels as u32,
             plane.len() as u32,
         );

@@ -9,6 +9,7 @@ use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
 use crate::{DeviceBuffer, Element};
+use crate::launch::product;
 
 const LANES: u32 = 32;
 const PIXELS: u32 = 8;
@@ -128,7 +129,7 @@ fn layer_norm_kernel<F: Float>(
 /// Cubes of PIXELS pixels, spread over the grid's axes (one axis holds 65535 cubes on most
 /// devices, 524,280 pixels); the extra cubes of the spread find no pixel.
 fn grid<R: Runtime>(client: &ComputeClient<R>, pixels: usize) -> (CubeCount, CubeDim) {
-    let cubes = u32::try_from(pixels.div_ceil(PIXELS as usize)).expect("fewer than 2^32 cubes");
+    let cubes = crate::launch::to_u32(pixels.div_ceil(PIXELS as usize), "pixel norm cubes");
     (CubeCountSelection::new(client, cubes).cube_count(), CubeDim::new_2d(LANES, PIXELS))
 }
 
@@ -142,8 +143,9 @@ pub fn pixel_norm<R: Runtime, E: Element>(
     silu: bool,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len(), pixels * channels, "pixel norm input size");
-    assert_eq!(out.len(), pixels * channels, "pixel norm output size");
+    let len = product(&[pixels, channels], "pixel norm");
+    assert_eq!(input.len(), len, "pixel norm input size");
+    assert_eq!(out.len(), len, "pixel norm output size");
     if let Some((scale, shift)) = ada {
         assert!(scale.len() == channels && shift.len() == channels, "one scale and shift per channel");
     }
@@ -158,10 +160,10 @@ pub fn pixel_norm<R: Runtime, E: Element>(
             client,
             count,
             dim,
-            input.arg(),
-            out.arg(),
-            scale.arg(),
-            shift.arg(),
+            input.arg_of::<R, E>(client),
+            out.arg_of::<R, E>(client),
+            scale.arg_of::<R, E>(client),
+            shift.arg_of::<R, E>(client),
             pixels as u32,
             channels as u32,
             ada.is_some(),
@@ -179,8 +181,9 @@ pub fn layer_norm<R: Runtime, E: Element>(
     eps: f32,
     out: &DeviceBuffer,
 ) {
-    assert_eq!(input.len(), pixels * channels, "layer norm input size");
-    assert_eq!(out.len(), pixels * channels, "layer norm output size");
+    let len = product(&[pixels, channels], "layer norm");
+    assert_eq!(input.len(), len, "layer norm input size");
+    assert_eq!(out.len(), len, "layer norm output size");
     assert!(weight.len() == channels && bias.len() == channels, "one weight and bias per channel");
     if pixels == 0 {
         return;
@@ -192,10 +195,10 @@ pub fn layer_norm<R: Runtime, E: Element>(
             client,
             count,
             dim,
-            input.arg(),
-            out.arg(),
-            weight.arg(),
-            bias.arg(),
+            input.arg_of::<R, E>(client),
+            out.arg_of::<R, E>(client),
+            weight.arg_of::<R, E>(client),
+            bias.arg_of::<R, E>(client),
             pixels as u32,
             channels as u32,
             eps,

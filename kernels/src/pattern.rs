@@ -6,7 +6,7 @@
 
 use cubecl::prelude::*;
 
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product, to_u32};
 use crate::rng::{philox4x32, philox4x32_reference, seed_key, unit_f32, unit_reference};
 use crate::DeviceBuffer;
 
@@ -142,10 +142,10 @@ pub fn pattern<R: Runtime>(
     frames: usize,
     out: &DeviceBuffer,
 ) {
-    let pixels = frames * params.width as usize * params.height as usize;
-    assert_eq!(out.len(), pixels * 3, "pattern output size");
+    let pixels = product(&[frames, params.width as usize, params.height as usize], "pattern pixels");
+    assert_eq!(out.len(), product(&[pixels, 3], "pattern output"), "pattern output size");
     assert!(
-        first_frame.checked_add(frames as u32).is_some(),
+        first_frame.checked_add(to_u32(frames, "pattern frames")).is_some(),
         "pattern frame index overflows u32"
     );
     if pixels == 0 {
@@ -158,7 +158,7 @@ pub fn pattern<R: Runtime>(
             client,
             cube_count(client, pixels),
             cube_dim(),
-            out.arg(),
+            out.arg_of::<R, f32>(client),
             params.width,
             params.height,
             first_frame,

@@ -11,7 +11,7 @@
 use cubecl::prelude::*;
 
 use crate::DeviceBuffer;
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product};
 
 const KR: f32 = 0.2126;
 const KB: f32 = 0.0722;
@@ -347,7 +347,7 @@ pub fn planes<R: Runtime>(
 ) {
     assert!(matches!(channels, 1 | 3 | 4), "planes take 1, 3 or 4 channels");
     assert!(format.check_size(width, height).is_ok(), "planes of an odd size");
-    assert_eq!(input.len(), frames * height * width * channels, "planes input size");
+    assert_eq!(input.len(), product(&[frames, height, width, channels], "planes input"), "planes input size");
     assert_eq!(out.len(), format.words(frames, width, height), "planes output size");
     assert_eq!(flags.len(), frames, "planes flags size");
     if frames == 0 {
@@ -366,9 +366,9 @@ pub fn planes<R: Runtime>(
                 client,
                 cube_count(client, out.len()),
                 cube_dim(),
-                input.arg(),
-                out.arg(),
-                flags.arg(),
+                input.arg_of::<R, f32>(client),
+                out.arg_of::<R, u32>(client),
+                flags.arg_of::<R, u32>(client),
                 width as u32,
                 height as u32,
                 channels as u32,
@@ -396,9 +396,9 @@ pub fn planes<R: Runtime>(
                 client,
                 count,
                 CubeDim::new_1d(64),
-                input.arg(),
-                out.arg(),
-                flags.arg(),
+                input.arg_of::<R, f32>(client),
+                out.arg_of::<R, u32>(client),
+                flags.arg_of::<R, u32>(client),
                 width as u32,
                 height as u32,
                 channels as u32,

@@ -9,6 +9,7 @@
 use cubecl::prelude::*;
 
 use crate::DeviceBuffer;
+use crate::launch::product;
 
 /// The interpolation filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -177,12 +178,17 @@ impl ResizePlan {
         }
     }
 
+    /// Values of `frames` input frames.
+    ///
+    /// # Panics
+    /// When the count overflows.
     pub fn input_len(&self, frames: usize) -> usize {
-        frames * self.vertical.taps.in_len * self.horizontal.taps.in_len * self.channels
+        product(&[frames, self.vertical.taps.in_len, self.horizontal.taps.in_len, self.channels], "resize input")
     }
 
+    /// Values of `frames` output frames (panics as [`input_len`](Self::input_len)).
     pub fn output_len(&self, frames: usize) -> usize {
-        frames * self.vertical.taps.out_len * self.horizontal.taps.out_len * self.channels
+        product(&[frames, self.vertical.taps.out_len, self.horizontal.taps.out_len, self.channels], "resize output")
     }
 }
 
@@ -275,8 +281,8 @@ pub fn resize<R: Runtime>(
     let row_len = out_w * c;
     let between = DeviceBuffer::empty_f32_with_room(
         client,
-        frames * in_h * row_len,
-        plan.chunk_frames * in_h * row_len,
+        product(&[frames, in_h, row_len], "resize intermediate"),
+        product(&[plan.chunk_frames, in_h, row_len], "resize intermediate"),
     );
     let max = client.properties().hardware.max_cube_count;
     let dim = CubeDim::new_1d(PASS_CUBE_X);
@@ -290,10 +296,10 @@ pub fn resize<R: Runtime>(
                 client,
                 count,
                 dim,
-                input.arg(),
-                between.arg(),
-                h.start.arg(),
-                h.weights.arg(),
+                input.arg_of::<R, f32>(client),
+                between.arg_of::<R, f32>(client),
+                h.start.arg_of::<R, u32>(client),
+                h.weights.arg_of::<R, f32>(client),
                 h.taps.taps as u32,
                 h.taps.in_len as u32,
                 out_w as u32,
@@ -309,10 +315,10 @@ pub fn resize<R: Runtime>(
                 client,
                 count,
                 dim,
-                between.arg(),
-                out.arg(),
-                v.start.arg(),
-                v.weights.arg(),
+                between.arg_of::<R, f32>(client),
+                out.arg_of::<R, f32>(client),
+                v.start.arg_of::<R, u32>(client),
+                v.weights.arg_of::<R, f32>(client),
                 v.taps.taps as u32,
                 in_h as u32,
                 v.taps.out_len as u32,

@@ -6,7 +6,7 @@
 
 use cubecl::prelude::*;
 
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product};
 use crate::DeviceBuffer;
 
 #[cube]
@@ -56,7 +56,7 @@ pub fn rgb8<R: Runtime>(
     out: &DeviceBuffer,
 ) {
     assert!(matches!(channels, 1 | 3 | 4), "rgb8 takes 1, 3 or 4 channels");
-    assert_eq!(input.len(), pixels * channels, "rgb8 input size");
+    assert_eq!(input.len(), product(&[pixels, channels], "rgb8 input"), "rgb8 input size");
     assert_eq!(out.len(), rgb8_words(pixels), "rgb8 output size");
     if pixels == 0 {
         return;
@@ -67,8 +67,8 @@ pub fn rgb8<R: Runtime>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            input.arg(),
-            out.arg(),
+            input.arg_of::<R, f32>(client),
+            out.arg_of::<R, u32>(client),
             channels as u32,
             pixels,
         );

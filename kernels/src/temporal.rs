@@ -5,15 +5,15 @@
 //! sequence is `[x₀] ‖ X ‖ [x_{T−1}]`, so the first push emits n − 1 frames, later pushes n,
 //! and the end emits the last frame (its right neighbour replicated). Causal:
 //! `[x₀, x₀] ‖ X`, n frames per push. The last two frames of the padded input are kept as a
-//! cache (copied, 2 frames) and read through the convolution's frame table together with the
-//! new frames, without concatenating them. A 1-frame temporal kernel keeps no state.
+//! cache (copied, 2 frames) and read as the head of the convolution's [`Sequence`] together
+//! with the new frames, without concatenating them. A 1-frame temporal kernel keeps no state.
 
 use cubecl::prelude::*;
 
 use std::marker::PhantomData;
 
 use crate::{DeviceBuffer, Element};
-use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Residual, Strategy, conv};
+use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Residual, Sequence, Strategy, conv};
 use crate::copy::copy;
 
 /// Frames on the device: `frames × height × width × channels` values.
@@ -116,8 +116,7 @@ impl<E: Element> TemporalConv3d<E> {
         };
         if self.weights.kt == 1 {
             self.finished = end;
-            let table: Vec<u32> = (0..frames as u32).collect();
-            return self.run(client, None, 0, body, &table, activation, residual);
+            return self.run(client, None, body, Sequence::plain(frames), activation, residual);
         }
         if !self.started {
             if frames == 0 {
@@ -129,33 +128,23 @@ impl<E: Element> TemporalConv3d<E> {
         // The padded sequence: cache (or the first frame replicated), the new frames, and at
         // the end the last frame once more (non-causal only).
         let head_frames = self.cache.as_ref().map_or(0, |c| c.frames);
-        let mut table: Vec<u32> = (0..head_frames as u32).collect();
-        if self.cache.is_none() {
-            let pads = if self.causal { 2 } else { 1 };
-            table.extend(std::iter::repeat_n(head_frames as u32, pads));
-        }
-        table.extend((0..frames as u32).map(|i| head_frames as u32 + i));
-        if end && !self.causal {
-            table.push(*table.last().expect("a started stream has frames"));
-        }
+        let lead = match (&self.cache, self.causal) {
+            (Some(_), _) => 0,
+            (None, true) => 2,
+            (None, false) => 1,
+        };
+        let trail = usize::from(end && !self.causal);
+        let sequence = Sequence { head_frames, frames: head_frames + frames, lead, trail };
         let cache = self.cache.take();
-        let out = self.run(
-            client,
-            cache.as_ref().map(|c| &c.buffer),
-            head_frames,
-            body,
-            &table,
-            activation,
-            residual,
-        );
+        let out = self.run(client, cache.as_ref().map(|c| &c.buffer), body, sequence, activation, residual);
         if end {
             self.finished = true;
         } else {
             // Keep the last two padded frames for the next push.
-            let keep = &table[table.len().saturating_sub(2)..];
+            let padded = lead + sequence.frames + trail;
+            let keep: Vec<usize> = (padded.saturating_sub(2)..padded).map(|p| sequence.frame(p)).collect();
             let buffer = DeviceBuffer::empty::<R, E>(client, keep.len() * frame_len);
             for (i, &f) in keep.iter().enumerate() {
-                let f = f as usize;
                 let (src, at) = match &cache {
                     Some(c) if f < head_frames => (&c.buffer, f),
                     _ => (body, f - head_frames),
@@ -167,29 +156,27 @@ impl<E: Element> TemporalConv3d<E> {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run<R: Runtime>(
         &self,
         client: &ComputeClient<R>,
         head: Option<&DeviceBuffer>,
-        head_frames: usize,
         body: &DeviceBuffer,
-        table: &[u32],
+        sequence: Sequence,
         activation: Activation,
         residual: Option<(&DeviceBuffer, f32)>,
     ) -> Option<Frames> {
         let kt = self.weights.kt;
-        if table.len() < kt || table.len() + 1 - kt == 0 {
+        let padded = sequence.padded_len().expect("a chunk's frame count");
+        if sequence.frames == 0 || padded < kt {
             return None;
         }
-        let out_frames = table.len() + 1 - kt;
+        let out_frames = padded + 1 - kt;
         let cout = self.weights.cout;
         let out = DeviceBuffer::empty::<R, E>(client, out_frames * self.height * self.width * cout);
         let input = ConvInput {
             head,
-            head_frames,
             body,
-            table,
+            sequence,
             height: self.height,
             width: self.width,
             stride: self.weights.cin,

@@ -6,7 +6,7 @@
 
 use cubecl::prelude::*;
 
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product};
 use crate::{DeviceBuffer, Element};
 
 #[cube(launch_unchecked)]
@@ -45,9 +45,10 @@ pub fn crop<R: Runtime, A: Element, B: Element>(
     (tile_h, tile_w): (usize, usize),
     out: &DeviceBuffer,
 ) {
-    assert!(y0 + tile_h <= in_h && x0 + tile_w <= in_w, "tile outside the frame");
-    assert_eq!(input.len(), n * in_h * in_w * c, "crop input size");
-    assert_eq!(out.len(), n * tile_h * tile_w * c, "crop output size");
+    let inside = |at: usize, len: usize, side: usize| at.checked_add(len).is_some_and(|end| end <= side);
+    assert!(inside(y0, tile_h, in_h) && inside(x0, tile_w, in_w), "tile outside the frame");
+    assert_eq!(input.len(), product(&[n, in_h, in_w, c], "crop input"), "crop input size");
+    assert_eq!(out.len(), product(&[n, tile_h, tile_w, c], "crop output"), "crop output size");
     if out.is_empty() {
         return;
     }
@@ -57,8 +58,8 @@ pub fn crop<R: Runtime, A: Element, B: Element>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            input.arg(),
-            out.arg(),
+            input.arg_of::<R, A>(client),
+            out.arg_of::<R, B>(client),
             in_h as u32,
             in_w as u32,
             c as u32,
@@ -118,9 +119,10 @@ pub fn blend<R: Runtime, E: Element>(
     (y0, x0): (usize, usize),
     clamp_tile: bool,
 ) {
-    assert!(y0 + tile_h <= out_h && x0 + tile_w <= out_w, "tile outside the output");
-    assert_eq!(tile.len(), n * tile_h * tile_w * c, "blend tile size");
-    assert_eq!(acc.len(), n * out_h * out_w * c, "blend accumulator size");
+    let inside = |at: usize, len: usize, side: usize| at.checked_add(len).is_some_and(|end| end <= side);
+    assert!(inside(y0, tile_h, out_h) && inside(x0, tile_w, out_w), "tile outside the output");
+    assert_eq!(tile.len(), product(&[n, tile_h, tile_w, c], "blend tile"), "blend tile size");
+    assert_eq!(acc.len(), product(&[n, out_h, out_w, c], "blend accumulator"), "blend accumulator size");
     assert!(weight_y.len() == tile_h && weight_x.len() == tile_w, "one weight per tile row and column");
     if tile.is_empty() {
         return;
@@ -131,10 +133,10 @@ pub fn blend<R: Runtime, E: Element>(
             client,
             cube_count(client, tile.len()),
             cube_dim(),
-            tile.arg(),
-            acc.arg(),
-            weight_y.arg(),
-            weight_x.arg(),
+            tile.arg_of::<R, E>(client),
+            acc.arg_of::<R, f32>(client),
+            weight_y.arg_of::<R, f32>(client),
+            weight_x.arg_of::<R, f32>(client),
             out_h as u32,
             out_w as u32,
             c as u32,
@@ -165,9 +167,9 @@ pub fn normalize<R: Runtime>(
     (n, out_h, out_w, c): (usize, usize, usize, usize),
     out: &DeviceBuffer,
 ) {
-    assert_eq!(acc.len(), n * out_h * out_w * c, "normalize input size");
+    assert_eq!(acc.len(), product(&[n, out_h, out_w, c], "normalize input"), "normalize input size");
     assert_eq!(out.len(), acc.len(), "normalize output size");
-    assert_eq!(inverse.len(), out_h * out_w, "one weight per output pixel");
+    assert_eq!(inverse.len(), product(&[out_h, out_w], "normalize weights"), "one weight per output pixel");
     if out.is_empty() {
         return;
     }
@@ -177,9 +179,9 @@ pub fn normalize<R: Runtime>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            acc.arg(),
-            inverse.arg(),
-            out.arg(),
+            acc.arg_of::<R, f32>(client),
+            inverse.arg_of::<R, f32>(client),
+            out.arg_of::<R, f32>(client),
             (out_h * out_w) as u32,
             c as u32,
         );

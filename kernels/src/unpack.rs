@@ -7,7 +7,7 @@
 use cubecl::prelude::*;
 
 use crate::DeviceBuffer;
-use crate::launch::{cube_count, cube_dim};
+use crate::launch::{cube_count, cube_dim, product};
 
 /// The layout of the packed input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,9 +96,10 @@ pub fn unpack<R: Runtime>(
 ) {
     assert!(matches!(format.channels, 3 | 4) && matches!(format.bytes_per_sample, 1 | 2));
     assert!(format.quarter_turns < 4);
-    let bytes = frames * format.bytes_per_frame(width, height);
+    let sample_bytes = (format.channels * format.bytes_per_sample) as usize;
+    let bytes = product(&[frames, width, height, sample_bytes], "unpack input");
     assert_eq!(input.len(), bytes.div_ceil(4), "unpack input size");
-    assert_eq!(out.len(), frames * width * height * format.channels as usize, "unpack output size");
+    assert_eq!(out.len(), product(&[frames, width, height, format.channels as usize], "unpack output"), "unpack output size");
     if frames == 0 {
         return;
     }
@@ -108,8 +109,8 @@ pub fn unpack<R: Runtime>(
             client,
             cube_count(client, out.len()),
             cube_dim(),
-            input.arg(),
-            out.arg(),
+            input.arg_of::<R, u32>(client),
+            out.arg_of::<R, f32>(client),
             width as u32,
             height as u32,
             format,

@@ -13,10 +13,12 @@
 
 mod budget;
 mod driver;
+mod weights;
 
 pub use budget::Reservation;
 pub use driver::MAX_LANES;
 pub(crate) use driver::check_cancelled;
+pub(crate) use weights::ModelKey;
 
 use std::fmt;
 use std::future::Future;
@@ -54,9 +56,6 @@ macro_rules! with_client {
     };
 }
 pub(crate) use with_client;
-
-/// Per-device copies of something uploaded once per device (a model's weights).
-pub(crate) type PerDevice<T> = std::sync::Arc<std::sync::Mutex<Vec<(Device, std::sync::Arc<T>)>>>;
 
 /// Which runtime to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,9 +163,12 @@ impl Backend {
 
 struct Shared {
     backend: Backend,
+    /// The CubeCL server's identity (see [`framestream_kernels::device_id`]).
+    id: usize,
     info: DeviceInfo,
     lanes: Lanes,
     budget: Arc<budget::Budget>,
+    weights: Arc<weights::WeightCache>,
 }
 
 /// A handle's hold on a lane: the client bound to the lane's stream.
@@ -307,6 +309,29 @@ impl Device {
         Self { shared: self.shared.clone(), lease: Arc::new(OnceLock::from(lease)) }
     }
 
+    /// `model`'s weights in `precision` on this device: uploaded by `upload` on the device's
+    /// weights stream at the first ask from any handle of the device, shared afterwards
+    /// (until the model's last clone is dropped).
+    pub(crate) fn model_weights<T: Send + Sync + 'static>(
+        &self,
+        model: &ModelKey,
+        precision: crate::model::Precision,
+        upload: impl FnOnce(&Device) -> Result<T>,
+    ) -> Result<Arc<T>> {
+        self.shared.weights.get_or_upload(model, precision, || upload(&self.for_weights()))
+    }
+
+    /// Model weights this device holds: one per loaded model and precision in use.
+    pub fn models_held(&self) -> usize {
+        self.shared.weights.len()
+    }
+
+    /// Device memory of the weights stream: every model's weights on this device (a
+    /// blocking call, like [`memory_usage`](Self::memory_usage)).
+    pub fn weights_memory_usage(&self) -> Result<MemoryUsage> {
+        self.for_weights().memory_usage()
+    }
+
     /// True when both handles submit to the same stream of the same device.
     pub(crate) fn same_stream(&self, other: &Device) -> bool {
         self.same_device(other) && Arc::ptr_eq(&self.lease().lane, &other.lease().lane)
@@ -357,6 +382,11 @@ impl Device {
     /// `stream`, polled on this handle's lane thread (see [`driver`]).
     pub(crate) fn drive(&self, stream: FrameStream) -> FrameStream {
         driver::drive(self.lease().lane.clone(), stream)
+    }
+
+    /// True when `buffer` lives in this device's memory.
+    pub fn holds(&self, buffer: &DeviceBuffer) -> bool {
+        buffer.device_id() == self.shared.id
     }
 
     /// True when both handles drive the same device (whatever their streams).
@@ -591,7 +621,8 @@ fn init_wgpu(index: Option<usize>) -> Result<Arc<Shared>, String> {
             .join(" "),
     };
     let client = WgpuRuntime::client(&device);
-    Ok(Arc::new(Shared { backend: Backend::Wgpu(client), info, lanes: Lanes::default(), budget: Arc::default() }))
+    let id = framestream_kernels::device_id(&client);
+    Ok(Arc::new(Shared { backend: Backend::Wgpu(client), id, info, lanes: Lanes::default(), budget: Arc::default(), weights: Arc::default() }))
 }
 
 #[cfg(feature = "cuda")]
@@ -611,5 +642,6 @@ fn init_cuda(index: usize) -> Result<Arc<Shared>, String> {
         device_type: "DiscreteGpu".into(),
         driver: String::new(),
     };
-    Ok(Arc::new(Shared { backend: Backend::Cuda(client), info, lanes: Lanes::default(), budget: Arc::default() }))
+    let id = framestream_kernels::device_id(&client);
+    Ok(Arc::new(Shared { backend: Backend::Cuda(client), id, info, lanes: Lanes::default(), budget: Arc::default(), weights: Arc::default() }))
 }

@@ -226,6 +226,11 @@ async fn buffers_and_chunks_cannot_claim_what_they_do_not_hold() {
     let halves = device.upload_as::<half::f16>(&values).unwrap();
     let err = Chunk::new(&device, halves, [2, 4, 4, 3], 0).unwrap_err();
     assert!(err.to_string().contains("2-byte"), "{err}");
+    // A buffer of one device is not a chunk of another (wgpu:0 opens a device of its own).
+    let other = Device::open(DeviceKind::Wgpu(Some(0))).unwrap();
+    assert!(!other.same_device(&device));
+    let err = Chunk::new(&other, device.upload(&values).unwrap(), [2, 4, 4, 3], 0).unwrap_err();
+    assert!(err.to_string().contains("another device"), "{err}");
     // Slices past the end, or whose end overflows, are errors.
     let chunk = Chunk::from_host(&device, &values, [2, 4, 4, 3], 0).unwrap();
     for (start, frames) in [(0, 3), (2, 1), (1, 0), (usize::MAX, 2), (1, usize::MAX)] {

@@ -180,6 +180,28 @@ async fn dropping_the_stream_releases_device_memory() {
     assert_eq!(after.bytes_in_use, before.bytes_in_use);
 }
 
+#[test]
+fn weights_upload_once_per_device_and_leave_with_the_model() {
+    use std::sync::Arc;
+    let device = device();
+    let model = UpscaleModel::load(fixture("compact_x2.safetensors")).unwrap();
+    let weights = model.on(&device).unwrap();
+    // Another handle of the device (another job) and a clone of the model share the upload.
+    assert!(Arc::ptr_eq(&weights, &model.clone().on(&device.fork()).unwrap()));
+    // Another precision is another upload; another loaded model has its own.
+    if let Ok(halves) = model.on_in(&device, framestream::model::Precision::F16) {
+        assert!(!Arc::ptr_eq(&weights, &halves));
+    }
+    let again = UpscaleModel::load(fixture("compact_x2.safetensors")).unwrap();
+    assert!(!Arc::ptr_eq(&weights, &again.on(&device).unwrap()));
+    // The device's cache lets go of them with the model's last clone.
+    let held = Arc::downgrade(&weights);
+    drop(weights);
+    assert!(held.upgrade().is_some(), "held while the model lives");
+    drop(model);
+    assert!(held.upgrade().is_none(), "evicted with the model");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_budget_tiles_halve_and_say_so() {
     let model = UpscaleModel::load(fixture("compact_x4.pth")).unwrap();

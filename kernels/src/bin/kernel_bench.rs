@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use cubecl::prelude::*;
-use framestream_kernels::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Strategy, conv};
+use framestream_kernels::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Sequence, Strategy, conv};
 use framestream_kernels::pattern::{PatternParams, pattern};
 use framestream_kernels::planes::{PlaneFormat, planes};
 use framestream_kernels::resize::{Filter, ResizePlan, resize};
@@ -156,12 +156,10 @@ fn conv_suite<R: Runtime, E: Element>(client: &ComputeClient<R>, options: &Optio
             (s.cout, s.cin, s.kt, s.k),
         );
         let out = DeviceBuffer::empty::<R, E>(client, out_frames * s.h * s.w * s.cout);
-        let table: Vec<u32> = (0..in_frames as u32).collect();
         let conv_input = ConvInput {
             head: None,
-            head_frames: 0,
             body: &input,
-            table: &table,
+            sequence: Sequence::plain(in_frames),
             height: s.h,
             width: s.w,
             stride: s.cin,

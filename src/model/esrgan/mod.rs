@@ -18,7 +18,7 @@ pub use rrdb::RrdbConfig;
 
 use super::Precision;
 use super::weights::WeightFile;
-use crate::device::{Device, PerDevice, with_client};
+use crate::device::{Device, ModelKey, with_client};
 use crate::error::{Error, Result};
 
 /// Bounds on what a file may describe, checked before anything is sized from it (released
@@ -41,7 +41,8 @@ pub struct UpscaleModel {
     name: String,
     architecture: Architecture,
     weights: Arc<WeightFile>,
-    uploaded: PerDevice<DeviceModel>,
+    /// Its weights in the devices' caches.
+    key: Arc<ModelKey>,
 }
 
 impl std::fmt::Debug for UpscaleModel {
@@ -100,7 +101,7 @@ impl UpscaleModel {
             });
         };
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let model = Self { name, architecture, weights: Arc::new(file), uploaded: Default::default() };
+        let model = Self { name, architecture, weights: Arc::new(file), key: ModelKey::new() };
         model.check_weights()?;
         Ok(model)
     }
@@ -188,29 +189,22 @@ impl UpscaleModel {
 
     fn upload<E: Element>(&self, device: &Device) -> Result<Arc<DeviceModel>> {
         let precision = Precision::of::<E>();
-        let mut uploaded = self.uploaded.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, m)) = uploaded.iter().find(|(d, m)| d.same_device(device) && m.precision == precision) {
-            return Ok(m.clone());
-        }
         Precision::ensure_supported::<E>(device, "upscale")?;
-        let device = &device.for_weights();
-        let strategy = device.conv_strategy();
-        let network = match &self.architecture {
-            Architecture::Rrdb(c) => Network::Rrdb(Box::new(c.upload::<E>(&self.weights, device)?)),
-            Architecture::Compact(c) => Network::Compact(c.upload::<E>(&self.weights, device)?),
-        };
-        let model = Arc::new(DeviceModel {
-            network,
-            strategy,
-            precision,
-            multiple: self.size_multiple(),
-            scale: self.scale(),
-            in_channels: self.in_channels(),
-            out_channels: self.out_channels(),
-        });
-        // An unused handle: the cache must not hold a lane.
-        uploaded.push((device.fork(), model.clone()));
-        Ok(model)
+        device.model_weights(&self.key, precision, |device| {
+            let network = match &self.architecture {
+                Architecture::Rrdb(c) => Network::Rrdb(Box::new(c.upload::<E>(&self.weights, device)?)),
+                Architecture::Compact(c) => Network::Compact(c.upload::<E>(&self.weights, device)?),
+            };
+            Ok(DeviceModel {
+                network,
+                strategy: device.conv_strategy(),
+                precision,
+                multiple: self.size_multiple(),
+                scale: self.scale(),
+                in_channels: self.in_channels(),
+                out_channels: self.out_channels(),
+            })
+        })
     }
 }
 
@@ -334,13 +328,11 @@ pub(crate) fn conv2d<E: Element>(
     residual: Option<framestream_kernels::conv::Residual>,
     strategy: Strategy,
 ) {
-    use framestream_kernels::conv::{ConvInput, ConvOutput, Padding, conv};
-    let table: Vec<u32> = (0..n as u32).collect();
+    use framestream_kernels::conv::{ConvInput, ConvOutput, Padding, Sequence, conv};
     let conv_input = ConvInput {
         head: None,
-        head_frames: 0,
         body: input.buffer,
-        table: &table,
+        sequence: Sequence::plain(n),
         height: h,
         width: w,
         stride: input.stride,

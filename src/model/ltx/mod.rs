@@ -23,7 +23,7 @@ pub use latent::Latent;
 // Also here: the decoder had it first.
 pub use crate::model::Precision;
 
-use crate::device::{Device, PerDevice, with_client};
+use crate::device::{Device, ModelKey, with_client};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightFile;
 
@@ -36,7 +36,8 @@ pub struct LtxVae {
     padding: Padding,
     /// Official names.
     weights: Arc<WeightFile>,
-    uploaded: PerDevice<DeviceWeights>,
+    /// Its weights in the devices' caches.
+    key: Arc<ModelKey>,
 }
 
 impl std::fmt::Debug for LtxVae {
@@ -111,7 +112,7 @@ impl LtxVae {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         // The decoder's padding when the file does not say: reflect, as ComfyUI decodes.
         let padding = config.padding.unwrap_or(Padding::Reflect);
-        let vae = Self { name, config, padding, weights: Arc::new(file), uploaded: Default::default() };
+        let vae = Self { name, config, padding, weights: Arc::new(file), key: ModelKey::new() };
         vae.check_shapes(path)?;
         Ok(vae)
     }
@@ -207,17 +208,8 @@ impl LtxVae {
     /// The weights on `device` as `E`, uploaded once per device and type on a stream of
     /// their own.
     pub(crate) fn on<E: Element>(&self, device: &Device) -> Result<Arc<DeviceWeights>> {
-        let precision = Precision::of::<E>();
-        let mut uploaded = self.uploaded.lock().expect("upload cache");
-        if let Some((_, w)) = uploaded.iter().find(|(d, w)| d.same_device(device) && w.precision == precision) {
-            return Ok(w.clone());
-        }
         Precision::ensure_supported::<E>(device, "decode")?;
-        let device = &device.for_weights();
-        let weights = Arc::new(self.upload_weights::<E>(device)?);
-        // An unused handle: the cache must not hold a lane.
-        uploaded.push((device.fork(), weights.clone()));
-        Ok(weights)
+        device.model_weights(&self.key, Precision::of::<E>(), |device| self.upload_weights::<E>(device))
     }
 
     fn conv<E: Element>(&self, device: &Device, name: &str, (cout, cin, k): (usize, usize, usize)) -> Result<ConvWeights> {
@@ -287,7 +279,6 @@ impl LtxVae {
             mean: device.upload_as::<E>(&self.tensor("per_channel_statistics.mean-of-means")?)?,
             std: device.upload_as::<E>(&self.tensor("per_channel_statistics.std-of-means")?)?,
             strategy: device.conv_strategy(),
-            precision: Precision::of::<E>(),
         })
     }
 
@@ -410,6 +401,5 @@ pub(crate) struct DeviceWeights {
     pub mean: DeviceBuffer,
     pub std: DeviceBuffer,
     pub strategy: Strategy,
-    pub precision: Precision,
 }
 
