@@ -64,6 +64,12 @@ impl<E: Element> TemporalConv3d<E> {
         &self.weights
     }
 
+    /// Elements its cache holds at most between pushes (2 padded frames; none for a 1-frame
+    /// temporal kernel).
+    pub fn cache_len(&self) -> usize {
+        if self.weights.kt == 1 { 0 } else { 2 * self.height * self.width * self.weights.cin }
+    }
+
     /// Forgets the stream: the next push is frame 0 again.
     pub fn reset(&mut self) {
         self.cache = None;

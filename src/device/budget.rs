@@ -103,7 +103,7 @@ impl Future for Reserve {
             drop(state);
             this.leave();
             return Poll::Ready(Err(Error::Device(format!(
-                "a stage needs {:.1} MiB of device memory, over the device's budget of {:.1} MiB",
+                "a stage needs {:.1} MiB of device memory, over the device's memory budget of {:.1} MiB",
                 this.bytes as f64 / 1048576.0,
                 limit as f64 / 1048576.0
             ))));

@@ -8,14 +8,17 @@ use framestream_kernels::Element;
 use framestream_kernels::tile::crop;
 
 use crate::chunk::Chunk;
-use crate::device::{Device, with_client};
+use crate::device::with_client;
 use crate::error::{Error, Result};
 use crate::model::ltx::{DecodeParams, Decoder, Latent, LtxVae, Precision};
 use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
 
 /// Frames of an LTX latent: `8·(T−1)+1` frames of `32h × 32w` for every released decoder
 /// (the factors follow the decoder's upsamplers), values in [0, 1]. Memory stays the
-/// decoder's carried state plus about one piece per level whatever the length. Decode noise
+/// decoder's carried state plus about one piece per level whatever the length; a decode
+/// reserves that planned peak from the device's memory budget, when one is set (see
+/// [`Device::set_memory_budget`](crate::Device::set_memory_budget)), and steps in smaller
+/// pieces when it does not fit. Decode noise
 /// and 0.9.1's injected noise come from a counter-based generator keyed by the seed and
 /// absolute positions: every chunking and every replay of a seed give the same frames.
 /// LTX-2.x decoders take no timestep and no noise: their decode is deterministic.
@@ -161,21 +164,49 @@ impl Source for LtxVaeDecode {
             piece_bytes: self.piece_bytes,
         };
         let (vae, latent) = (self.vae.clone(), self.latent.clone());
-        let device = request.device().clone();
-        let chunk = request.chunk_frames();
         request.emit(crate::EventKind::Info { message: self.description() });
+        let request = request.clone();
         match self.precision {
-            Precision::F32 => decode::<f32>(vae, latent, device, params, chunk),
-            Precision::F16 => decode::<half::f16>(vae, latent, device, params, chunk),
-            Precision::BF16 => decode::<half::bf16>(vae, latent, device, params, chunk),
+            Precision::F32 => decode::<f32>(vae, latent, request, params),
+            Precision::F16 => decode::<half::f16>(vae, latent, request, params),
+            Precision::BF16 => decode::<half::bf16>(vae, latent, request, params),
         }
     }
 }
 
+/// A decoder whose plan fits the device's memory budget: steps of half the bytes until it
+/// does (or stops shrinking; then reserving says what is missing).
+fn planned<E: Element>(vae: &LtxVae, latent: &Arc<Latent>, request: &OpenRequest, mut params: DecodeParams) -> Result<Decoder<E>> {
+    let device = request.device();
+    let chunk = request.chunk_frames();
+    let mut decoder = Decoder::<E>::new(vae, latent.clone(), device, &params)?;
+    let Some(budget) = device.memory_budget() else {
+        return Ok(decoder);
+    };
+    let requested = params.piece_bytes;
+    while decoder.planned_bytes(chunk) as u64 > budget && !decoder.steps_single_frames() {
+        params.piece_bytes /= 2;
+        decoder = Decoder::<E>::new(vae, latent.clone(), device, &params)?;
+    }
+    if params.piece_bytes < requested {
+        request.emit(crate::EventKind::Info {
+            message: format!(
+                "decoder steps of {:.1} MiB instead of {:.1} MiB, to fit the device's memory budget",
+                params.piece_bytes as f64 / 1048576.0,
+                requested as f64 / 1048576.0
+            ),
+        });
+    }
+    Ok(decoder)
+}
+
 /// The decoded frames, computed in `E` and handed on as f32.
-fn decode<E: Element>(vae: LtxVae, latent: Arc<Latent>, device: Device, params: DecodeParams, chunk: usize) -> FrameStream {
+fn decode<E: Element>(vae: LtxVae, latent: Arc<Latent>, request: OpenRequest, params: DecodeParams) -> FrameStream {
     Box::pin(async_stream::try_stream! {
-        let mut decoder = Decoder::<E>::new(&vae, latent, &device, &params)?;
+        let (device, chunk) = (request.device().clone(), request.chunk_frames());
+        let mut decoder = planned::<E>(&vae, &latent, &request, params)?;
+        // Held from the device's budget while the decode runs.
+        let _memory = device.reserve(decoder.planned_bytes(chunk) as u64).await?;
         let (h, w, c) = decoder.frame;
         let mut start = 0u64;
         while let Some(frames) = decoder.pull(chunk, chunk)? {

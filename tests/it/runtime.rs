@@ -53,11 +53,7 @@ async fn worst_tick_lateness<T>(work: impl Future<Output = T>) -> (T, Duration) 
 #[test]
 fn a_current_thread_runtime_keeps_ticking_while_an_upscale_and_a_decode_run() {
     current_thread().block_on(async {
-        let vae = LtxVae::load(fixture("ltx/v2.safetensors")).unwrap();
-        let channels = vae.config().latent_channels;
-        let data: Vec<f32> = (0..channels * 4 * 3 * 4).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
-        let latent = Latent::from_tensor(&[1, channels, 4, 3, 4], &data, None).unwrap();
-        let decode = LtxVaeDecode::new(vae, latent).unwrap();
+        let decode = ltx_decode();
         let upscale = upscale(8);
         let started = Instant::now();
         let (first, second) = (request(4), request(4));
@@ -163,8 +159,48 @@ fn memory_budget_probe() {
         device.set_memory_budget(Some(1024));
         let err = drain(&upscale(4), &request(4)).await.unwrap_err().to_string();
         assert!(err.contains("memory budget"), "{err}");
+        let err = drain(&ltx_decode(), &request(4)).await.unwrap_err().to_string();
+        assert!(err.contains("memory budget"), "{err}");
+        // An LTX decode reserves its plan too, and under a smaller budget steps in smaller
+        // pieces, giving the same frames.
+        device.set_memory_budget(None);
+        let decode = ltx_decode();
+        let frames = |source| {
+            let (most, device) = (most.clone(), device.clone());
+            collect_frames(source, move || {
+                most.fetch_max(device.memory_reserved(), Ordering::Relaxed);
+            })
+        };
+        most.store(0, Ordering::Relaxed);
+        let whole = frames(decode.clone()).await;
+        let planned = most.swap(0, Ordering::Relaxed);
+        assert!(planned > 0, "a decode reserves its memory");
+        device.set_memory_budget(Some(planned / 2));
+        let stepped = frames(decode).await;
+        let smaller = most.load(Ordering::Relaxed);
+        eprintln!("an LTX decode plans {planned} bytes; under a budget of {}: {smaller}", planned / 2);
+        assert!(smaller > 0 && smaller <= planned / 2);
+        assert!(whole == stepped, "smaller steps, the same frames");
         device.set_memory_budget(None);
     });
+}
+
+/// A small LTX decode (25 frames).
+fn ltx_decode() -> LtxVaeDecode {
+    let vae = LtxVae::load(fixture("ltx/v2.safetensors")).unwrap();
+    let channels = vae.config().latent_channels;
+    let data: Vec<f32> = (0..channels * 4 * 3 * 4).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let latent = Latent::from_tensor(&[1, channels, 4, 3, 4], &data, None).unwrap();
+    LtxVaeDecode::new(vae, latent).unwrap()
+}
+
+/// Every value `source` yields (chunks of 4), calling `sample` at each chunk.
+async fn collect_frames(source: impl Source, sample: impl Fn() + Send + Sync + 'static) -> Vec<f32> {
+    let source = source.map("sample", move |chunk| {
+        sample();
+        Ok(chunk)
+    });
+    crate::common::read_all(&source, 4).await.1
 }
 
 /// Threads of this process (Linux).

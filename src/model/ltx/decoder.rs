@@ -295,6 +295,22 @@ enum Module<E: Element> {
 }
 
 impl<E: Element> Module<E> {
+    /// Elements the module carries between steps at most, besides what it queues: its
+    /// convolutions' caches, noise planes, and the residual frames waiting for the body
+    /// path (at most a step of `piece` frames and the two it lags, each `output` values).
+    fn state_len(&self, piece: usize, output: usize) -> usize {
+        match self {
+            Module::ConvIn(conv) => conv.cache_len(),
+            Module::Res(m) => {
+                let shortcut = m.shortcut.as_ref().map_or(0, |(_, _, c)| c.cache_len());
+                let noise = if m.noise.is_some() { 2 * m.level.pixels() } else { 0 };
+                m.conv1.cache_len() + m.conv2.cache_len() + shortcut + noise + (piece + 2) * output
+            }
+            Module::Upsample(m) => m.conv.cache_len() + if m.residual.is_some() { (piece + 2) * output } else { 0 },
+            Module::Head(m) => m.conv.cache_len(),
+        }
+    }
+
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         match self {
             Module::ConvIn(conv) => Ok(push(device, conv, x.as_ref(), end, None)),
@@ -315,6 +331,8 @@ pub(crate) struct Decoder<E: Element> {
     queues: Vec<FrameQueue>,
     /// Frames per step of each module.
     pieces: Vec<usize>,
+    /// Values per input frame, and output values per input frame, of each module.
+    frame_lens: Vec<(usize, usize)>,
     latent: Arc<Latent>,
     next_latent: usize,
     seed: u64,
@@ -349,6 +367,9 @@ impl<E: Element> Decoder<E> {
         let mut modules = vec![Module::ConvIn(conv3d(&weights.conv_in, &level, padding, causal, strategy))];
         // Values per input frame, and output values per input frame, of each module.
         let mut frame_lens = vec![(level.pixels() * config.latent_channels, level.pixels() * config.width())];
+        // Frames each module takes in over the whole decode.
+        let mut frames = latent.frames;
+        let mut frames_in = vec![frames];
         for (i, (block, block_weights)) in config.blocks.iter().zip(&weights.blocks).enumerate() {
             let res_module = |level: &Level, w: &ResWeights, cin: usize, cout: usize, j: usize, noise: bool| -> Result<ResModule<E>> {
                 let ada = match ada.blocks.get(i).and_then(|b| b.get(j)) {
@@ -388,11 +409,13 @@ impl<E: Element> Decoder<E> {
                     for (j, w) in res.iter().enumerate() {
                         modules.push(Module::Res(Box::new(res_module(&level, w, channels, channels, j, inject_noise)?)));
                         frame_lens.push((level.pixels() * channels, level.pixels() * channels));
+                        frames_in.push(frames);
                     }
                 }
                 (Block::Res { cin, cout }, BlockWeights::Res(w)) => {
                     modules.push(Module::Res(Box::new(res_module(&level, w, cin, cout, 0, false)?)));
                     frame_lens.push((level.pixels() * cin, level.pixels() * cout));
+                    frames_in.push(frames);
                 }
                 (Block::Upsample { cin, axes, reduction, residual }, BlockWeights::Upsample(w)) => {
                     let out = cin / reduction;
@@ -411,6 +434,10 @@ impl<E: Element> Decoder<E> {
                     })));
                     // `stride.0` output frames per input frame.
                     frame_lens.push((level.pixels() * cin, stride.0 * next.pixels() * out));
+                    frames_in.push(frames);
+                    if temporal {
+                        frames = (2 * frames).saturating_sub(1);
+                    }
                     level = next;
                 }
                 _ => unreachable!("weights are uploaded from the config"),
@@ -427,6 +454,7 @@ impl<E: Element> Decoder<E> {
             out_channels: oc,
         })));
         frame_lens.push((level.pixels() * channels, level.pixels() * p * p * oc));
+        frames_in.push(frames);
         let frame = (level.height * p, level.width * p, oc);
 
         // Piece sizes: a step's largest buffer (its input, or its output with one more frame
@@ -449,7 +477,8 @@ impl<E: Element> Decoder<E> {
                     device.info().adapter
                 )));
             }
-            pieces.push(piece);
+            // No step is longer than the video (which also keeps the plan to what it uses).
+            pieces.push(piece.min(frames_in[i].max(1)));
         }
         queues.push(FrameQueue::new(frame.0 * frame.1 * frame.2));
         let noise_scale = if config.timestep_conditioning { params.noise_scale } else { 0.0 };
@@ -459,12 +488,37 @@ impl<E: Element> Decoder<E> {
             modules,
             queues,
             pieces,
+            frame_lens,
             latent,
             next_latent: 0,
             seed: params.seed,
             noise_scale,
             frame,
         })
+    }
+
+    /// Device bytes this decode holds at most (besides the model's weights) while it hands
+    /// out chunks of `chunk` frames: every module's carried state, the frames queued
+    /// between modules (at most one step's output each, as the deepest module with work
+    /// runs first), the temporaries of one step, and the output frames (in `E`, and as
+    /// the f32 chunk handed on).
+    pub fn planned_bytes(&self, chunk: usize) -> usize {
+        let size = size_of::<E>();
+        let steps = self.modules.iter().zip(&self.pieces).zip(&self.frame_lens);
+        let (mut held, mut step) = (0usize, 0usize);
+        for ((module, &piece), &(input, output)) in steps {
+            held += module.state_len(piece, output) + (piece + 2) * output.max(input);
+            // A step holds its input, the normalised input, two convolution outputs, the
+            // residual taken and the output at once, at most.
+            step = step.max(6 * (piece + 1) * input.max(output));
+        }
+        let frame = self.frame.0 * self.frame.1 * self.frame.2;
+        size * (held + step + 2 * chunk * frame) + 4 * chunk * frame
+    }
+
+    /// Whether every module steps one frame at a time (its smallest steps).
+    pub fn steps_single_frames(&self) -> bool {
+        self.pieces.iter().all(|&p| p == 1)
     }
 
     /// The next `n` pixel frames `[n, H, W, C]` in a buffer with room for `room` frames
