@@ -116,8 +116,9 @@ struct ConvShape {
     head_frames: u32,
     /// Head and body frames together.
     frames: u32,
-    /// Copies of the first frame before them.
+    /// Frames before them: copies of the first, or zeros when `zero_lead` is 1.
     lead: u32,
+    zero_lead: u32,
     out_frames: u32,
     height: u32,
     width: u32,
@@ -263,11 +264,13 @@ fn source(m: u32, tap: u32, shape: &ConvShape, #[comptime] kernel: ConvConfig) -
             let last = shape.frames as i32 - 1;
             let frame = select(p < 0, 0i32, select(p > last, last, p)) as u32;
             let pixel = (y as u32 * width + x as u32) * in_stride;
-            src = select(
-                frame < shape.head_frames,
-                frame * plane * in_stride + pixel,
-                BODY_SOURCE | ((frame - shape.head_frames) * plane * in_stride + pixel),
-            );
+            if p >= 0 || shape.zero_lead == 0 {
+                src = select(
+                    frame < shape.head_frames,
+                    frame * plane * in_stride + pixel,
+                    BODY_SOURCE | ((frame - shape.head_frames) * plane * in_stride + pixel),
+                );
+            }
         }
     }
     src
@@ -548,20 +551,22 @@ impl ConvWeights {
 }
 
 /// The padded frame sequence a convolution reads: the `frames` frames of `head` (the first
-/// `head_frames`) and `body` (the rest), the first of them repeated `lead` times before and the
-/// last `trail` times after — a temporal convolution's first- and last-frame padding.
+/// `head_frames`) and `body` (the rest), `lead` frames before them — copies of the first, or
+/// zeros with `zero_lead` — and `trail` copies of the last after: a temporal convolution's
+/// padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sequence {
     pub head_frames: usize,
     pub frames: usize,
     pub lead: usize,
     pub trail: usize,
+    pub zero_lead: bool,
 }
 
 impl Sequence {
     /// `frames` frames of one buffer, unpadded.
     pub fn plain(frames: usize) -> Self {
-        Self { head_frames: 0, frames, lead: 0, trail: 0 }
+        Self { head_frames: 0, frames, lead: 0, trail: 0, zero_lead: false }
     }
 
     /// Frames of the padded sequence (`None` when that overflows).
@@ -569,9 +574,13 @@ impl Sequence {
         self.lead.checked_add(self.frames)?.checked_add(self.trail)
     }
 
-    /// The frame padded position `p` reads (an index into head then body frames).
-    pub fn frame(&self, p: usize) -> usize {
-        std::cmp::min(usize::saturating_sub(p, self.lead), usize::saturating_sub(self.frames, 1))
+    /// The frame padded position `p` reads (an index into head then body frames), `None`
+    /// for a zero frame.
+    pub fn frame(&self, p: usize) -> Option<usize> {
+        if self.zero_lead && p < self.lead {
+            return None;
+        }
+        Some(std::cmp::min(usize::saturating_sub(p, self.lead), usize::saturating_sub(self.frames, 1)))
     }
 }
 
@@ -743,6 +752,7 @@ fn conv_with_limits<R: Runtime, E: Element>(
                 sequence.head_frames as u32,
                 sequence.frames as u32,
                 sequence.lead as u32,
+                u32::from(sequence.zero_lead),
                 out_frames as u32,
                 h as u32,
                 w as u32,
@@ -951,7 +961,7 @@ mod tests {
         let input = ConvInput {
             head: None,
             body: &x,
-            sequence: Sequence { head_frames: 0, frames: 4, lead: 1, trail: 1 },
+            sequence: Sequence { head_frames: 0, frames: 4, lead: 1, trail: 1, zero_lead: false },
             height: h,
             width: w,
             stride: cin,
@@ -996,7 +1006,7 @@ mod tests {
             let input = ConvInput {
                 head: Some(&head),
                 body: &body,
-                sequence: Sequence { head_frames: 2, frames: 4, lead: 0, trail: 0 },
+                sequence: Sequence { head_frames: 2, frames: 4, lead: 0, trail: 0, zero_lead: false },
                 height: h,
                 width: w,
                 stride: in_stride,
@@ -1062,7 +1072,7 @@ mod tests {
             let frames = head_frames + body_frames;
             let (lead, trail) = (rng.range(0, 2), rng.range(0, 2));
             let trail = std::cmp::max(trail, usize::saturating_sub(kt, lead + frames));
-            let sequence = Sequence { head_frames, frames, lead, trail };
+            let sequence = Sequence { head_frames, frames, lead, trail, zero_lead: case % 4 == 1 };
             let out_frames = sequence.padded_len().unwrap() + 1 - kt;
             let frame_len = h * w * in_stride;
             let head = rounded::<E>(rng.vec_f32(head_frames.max(1) * frame_len, -1.0, 1.0));
@@ -1104,9 +1114,12 @@ mod tests {
             let strategy = [Strategy::Tiled, Strategy::Direct][(case % 2) ^ ((case / 2) % 2)];
             conv::<_, E>(&client, &weights, &input, &output, padding, strategy);
             let got = read_as_f32::<E>(&client, out.handle().clone());
+            let zeros = vec![0.0; frame_len];
             let padded: Vec<&[f32]> = (0..out_frames + kt - 1)
                 .map(|p| {
-                    let f = sequence.frame(p);
+                    let Some(f) = sequence.frame(p) else {
+                        return &zeros[..];
+                    };
                     if f < head_frames {
                         &head[f * frame_len..(f + 1) * frame_len]
                     } else {

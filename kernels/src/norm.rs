@@ -1,5 +1,6 @@
 //! Normalisation over the channels of each pixel (channel-last): PixelNorm with the optional
-//! adaptive scale/shift and SiLU of the LTX decoder, and LayerNorm.
+//! adaptive scale/shift and SiLU of the LTX decoder, the RMS norm with a learned gain (and
+//! SiLU) of the Wan decoder, and LayerNorm.
 //!
 //! A cube holds 8 pixels × 32 lanes; the lanes of a pixel stride through its channels
 //! (adjacent lanes, adjacent channels) and their partial sums meet in a fixed-order tree in
@@ -36,16 +37,25 @@ fn lane_sum(scratch: &mut SharedMemory<f32>, v: f32) -> f32 {
     total
 }
 
+/// How a root-mean-square norm scales and what it applies after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RmsConfig {
+    /// Wan's `x / max(‖x‖₂, 1e−12) · √C · γ[c]`; else LTX's PixelNorm
+    /// `x / √(mean x² + 1e−8)`, then `· scale[c] + shift[c]` when `ada`.
+    gain: bool,
+    ada: bool,
+    silu: bool,
+}
+
 #[cube(launch_unchecked)]
-fn pixel_norm_kernel<F: Float>(
+fn rms_norm_kernel<F: Float>(
     input: &Array<F>,
     output: &mut Array<F>,
     scale: &Array<F>,
     shift: &Array<F>,
     pixels: u32,
     channels: u32,
-    #[comptime] ada: bool,
-    #[comptime] silu: bool,
+    #[comptime] config: RmsConfig,
 ) {
     let mut scratch = SharedMemory::<f32>::new(comptime!((LANES * PIXELS) as usize));
     let pixel = CUBE_POS as u32 * PIXELS + UNIT_POS_Y;
@@ -63,14 +73,20 @@ fn pixel_norm_kernel<F: Float>(
     }
     let total = lane_sum(&mut scratch, squares);
     if live {
-        let inv = 1.0f32 / f32::sqrt(total / f32::cast_from(channels) + 1e-8f32);
+        let mut inv = 1.0f32 / f32::sqrt(total / f32::cast_from(channels) + 1e-8f32);
+        if comptime!(config.gain) {
+            let norm = f32::sqrt(total);
+            inv = f32::sqrt(f32::cast_from(channels)) / select(norm > 1e-12f32, norm, 1e-12f32);
+        }
         let mut c = lane;
         while c < channels {
             let mut v = f32::cast_from(input[base + c as usize]) * inv;
-            if comptime!(ada) {
+            if comptime!(config.gain) {
+                v *= f32::cast_from(scale[c as usize]);
+            } else if comptime!(config.ada) {
                 v = v * f32::cast_from(scale[c as usize]) + f32::cast_from(shift[c as usize]);
             }
-            if comptime!(silu) {
+            if comptime!(config.silu) {
                 v = v / (1.0f32 + f32::exp(0.0f32 - v));
             }
             output[base + c as usize] = F::cast_from(v);
@@ -149,14 +165,45 @@ pub fn pixel_norm<R: Runtime, E: Element>(
     if let Some((scale, shift)) = ada {
         assert!(scale.len() == channels && shift.len() == channels, "one scale and shift per channel");
     }
+    let (scale, shift) = ada.unwrap_or((input, input));
+    let config = RmsConfig { gain: false, ada: ada.is_some(), silu };
+    launch_rms::<R, E>(client, input, (pixels, channels), (scale, shift), config, out);
+}
+
+/// Wan's RMS norm: `x / max(‖x‖₂, 1e−12) · √C · gain[c]` per pixel (‖x‖₂ over its channels),
+/// then SiLU when asked. `input` and `out` are `[pixels, channels]`.
+pub fn rms_norm<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (pixels, channels): (usize, usize),
+    gain: &DeviceBuffer,
+    silu: bool,
+    out: &DeviceBuffer,
+) {
+    let len = product(&[pixels, channels], "rms norm");
+    assert_eq!(input.len(), len, "rms norm input size");
+    assert_eq!(out.len(), len, "rms norm output size");
+    assert_eq!(gain.len(), channels, "one gain per channel");
+    let config = RmsConfig { gain: true, ada: false, silu };
+    launch_rms::<R, E>(client, input, (pixels, channels), (gain, gain), config, out);
+}
+
+fn launch_rms<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (pixels, channels): (usize, usize),
+    (scale, shift): (&DeviceBuffer, &DeviceBuffer),
+    config: RmsConfig,
+    out: &DeviceBuffer,
+) {
     if pixels == 0 {
         return;
     }
-    let (scale, shift) = ada.unwrap_or((input, input));
     let (count, dim) = grid(client, pixels);
-    // SAFETY: lanes read and write channels below `channels` of pixels below `pixels`.
+    // SAFETY: lanes read and write channels below `channels` of pixels below `pixels`; the
+    // callers checked the sizes, and scale/shift hold `channels` values where they are read.
     unsafe {
-        pixel_norm_kernel::launch_unchecked::<E, R>(
+        rms_norm_kernel::launch_unchecked::<E, R>(
             client,
             count,
             dim,
@@ -166,8 +213,7 @@ pub fn pixel_norm<R: Runtime, E: Element>(
             shift.arg_of::<R, E>(client),
             pixels as u32,
             channels as u32,
-            ada.is_some(),
-            silu,
+            config,
         );
     }
 }
@@ -232,6 +278,21 @@ pub fn pixel_norm_reference(
         .collect()
 }
 
+/// CPU reference of [`rms_norm`].
+pub fn rms_norm_reference(input: &[f32], channels: usize, gain: &[f32], silu: bool) -> Vec<f64> {
+    input
+        .chunks(channels)
+        .flat_map(|px| {
+            let norm = px.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+            let inv = (channels as f64).sqrt() / norm.max(1e-12);
+            px.iter().zip(gain).map(move |(&v, &g)| {
+                let y = f64::from(v) * inv * f64::from(g);
+                if silu { y / (1.0 + (-y).exp()) } else { y }
+            })
+        })
+        .collect()
+}
+
 /// CPU reference of [`layer_norm`].
 pub fn layer_norm_reference(input: &[f32], channels: usize, weight: &[f32], bias: &[f32], eps: f64) -> Vec<f64> {
     input
@@ -258,6 +319,35 @@ mod tests {
         pixel_norm_check::<f32>(1e-5);
         if has_f16() {
             pixel_norm_check::<half::f16>(1e-2);
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_reference() {
+        rms_norm_check::<f32>(1e-5);
+        if has_f16() {
+            rms_norm_check::<half::f16>(1e-2);
+        }
+    }
+
+    fn rms_norm_check<E: Element>(tolerance: f64) {
+        let client = client();
+        let mut rng = Rng::new(54);
+        for case in 0..8 {
+            let (pixels, channels) = (rng.range(1, 50), [1, 7, 32, 33, 96, 384][case % 6]);
+            let mut data = rounded::<E>(rng.vec_f32(pixels * channels, -3.0, 3.0));
+            if case == 3 {
+                // An all-zero pixel: the norm's floor keeps it finite (zero).
+                data[..channels].fill(0.0);
+            }
+            let gain = rounded::<E>(rng.vec_f32(channels, 0.5, 1.5));
+            let silu = case % 2 == 0;
+            let input = DeviceBuffer::from_f32_as::<_, E>(&client, &data);
+            let g = DeviceBuffer::from_f32_as::<_, E>(&client, &gain);
+            let out = poisoned::<E>(&client, data.len());
+            rms_norm::<_, E>(&client, &input, (pixels, channels), &g, silu, &out);
+            let want = rms_norm_reference(&data, channels, &gain, silu);
+            assert_close(&read_as_f32::<E>(&client, out.handle().clone()), &want, tolerance, &format!("case {case}"));
         }
     }
 

@@ -1,10 +1,10 @@
 //! `TemporalConv3d`: a 3-D convolution fed a video chunk by chunk, equal to one run over the
 //! whole sequence.
 //!
-//! The temporal padding is by frames, never zeros. Non-causal (one frame of look-ahead): the
+//! The temporal padding is one of [`TimePadding`]'s. Non-causal (one frame of look-ahead): the
 //! sequence is `[x₀] ‖ X ‖ [x_{T−1}]`, so the first push emits n − 1 frames, later pushes n,
 //! and the end emits the last frame (its right neighbour replicated). Causal:
-//! `[x₀, x₀] ‖ X`, n frames per push. The last two frames of the padded input are kept as a
+//! `[x₀, x₀] ‖ X` (LTX) or `[0, 0] ‖ X` (Wan), n frames per push. The last two frames of the padded input are kept as a
 //! cache (copied, 2 frames) and read as the head of the convolution's [`Sequence`] together
 //! with the new frames, without concatenating them. A 1-frame temporal kernel keeps no state.
 
@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 use crate::{DeviceBuffer, Element};
 use crate::conv::{Activation, ConvInput, ConvOutput, ConvWeights, Padding, Residual, Sequence, Strategy, conv};
 use crate::copy::copy;
+use crate::elementwise::fill;
 
 /// Frames on the device: `frames × height × width × channels` values.
 #[derive(Clone, Debug)]
@@ -23,12 +24,29 @@ pub struct Frames {
     pub frames: usize,
 }
 
+/// How a temporal convolution pads the time axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimePadding {
+    /// `[x₀] ‖ X ‖ [x_{T−1}]`: one frame of look-ahead, an end flush (LTX, non-causal).
+    Replicate,
+    /// `[x₀, x₀] ‖ X` (LTX, causal).
+    CausalReplicate,
+    /// `[0, 0] ‖ X`: two zero frames of history (Wan's causal convolution).
+    CausalZeros,
+}
+
+impl TimePadding {
+    fn causal(self) -> bool {
+        self != TimePadding::Replicate
+    }
+}
+
 /// Holds its cache in `E`, the element type of its weights and activations.
 pub struct TemporalConv3d<E: Element> {
     weights: ConvWeights,
     padding: Padding,
     strategy: Strategy,
-    causal: bool,
+    time: TimePadding,
     height: usize,
     width: usize,
     /// The last frames of the padded input so far (at most 2).
@@ -43,14 +61,14 @@ impl<E: Element> TemporalConv3d<E> {
         weights: ConvWeights,
         (height, width): (usize, usize),
         padding: Padding,
-        causal: bool,
+        time: TimePadding,
         strategy: Strategy,
     ) -> Self {
         Self {
             weights,
             padding,
             strategy,
-            causal,
+            time,
             height,
             width,
             cache: None,
@@ -87,10 +105,10 @@ impl<E: Element> TemporalConv3d<E> {
         }
         let head = match &self.cache {
             Some(c) => c.frames,
-            None if self.causal => 2,
+            None if self.time.causal() => 2,
             None => 1,
         };
-        let tail = usize::from(end && !self.causal);
+        let tail = usize::from(end && !self.time.causal());
         (head + frames + tail).saturating_sub(self.weights.kt - 1)
     }
 
@@ -131,16 +149,17 @@ impl<E: Element> TemporalConv3d<E> {
             }
             self.started = true;
         }
-        // The padded sequence: cache (or the first frame replicated), the new frames, and at
-        // the end the last frame once more (non-causal only).
+        // The padded sequence: cache (or the first frame replicated, or zeros), the new frames,
+        // and at the end the last frame once more (non-causal only).
         let head_frames = self.cache.as_ref().map_or(0, |c| c.frames);
-        let lead = match (&self.cache, self.causal) {
+        let lead = match (&self.cache, self.time.causal()) {
             (Some(_), _) => 0,
             (None, true) => 2,
             (None, false) => 1,
         };
-        let trail = usize::from(end && !self.causal);
-        let sequence = Sequence { head_frames, frames: head_frames + frames, lead, trail };
+        let trail = usize::from(end && !self.time.causal());
+        let zero_lead = self.time == TimePadding::CausalZeros;
+        let sequence = Sequence { head_frames, frames: head_frames + frames, lead, trail, zero_lead };
         let cache = self.cache.take();
         let out = self.run(client, cache.as_ref().map(|c| &c.buffer), body, sequence, activation, residual);
         if end {
@@ -148,12 +167,17 @@ impl<E: Element> TemporalConv3d<E> {
         } else {
             // Keep the last two padded frames for the next push.
             let padded = lead + sequence.frames + trail;
-            let keep: Vec<usize> = (padded.saturating_sub(2)..padded).map(|p| sequence.frame(p)).collect();
+            let keep: Vec<Option<usize>> = (padded.saturating_sub(2)..padded).map(|p| sequence.frame(p)).collect();
             let buffer = DeviceBuffer::empty::<R, E>(client, keep.len() * frame_len);
+            // Zero frames of history stay (fewer than two frames so far).
+            if keep.contains(&None) {
+                fill::<R, E>(client, &buffer, 0.0);
+            }
             for (i, &f) in keep.iter().enumerate() {
-                let (src, at) = match &cache {
-                    Some(c) if f < head_frames => (&c.buffer, f),
-                    _ => (body, f - head_frames),
+                let (src, at) = match (f, &cache) {
+                    (None, _) => continue,
+                    (Some(f), Some(c)) if f < head_frames => (&c.buffer, f),
+                    (Some(f), _) => (body, f - head_frames),
                 };
                 copy::<R, E>(client, src, at * frame_len, &buffer, i * frame_len, frame_len);
             }
@@ -260,7 +284,7 @@ mod tests {
     fn chunked_equals_whole_sequence() {
         let client = client();
         let mut rng = Rng::new(41);
-        for causal in [false, true] {
+        for time in [TimePadding::Replicate, TimePadding::CausalReplicate, TimePadding::CausalZeros] {
             for t in [1, 2, 3, 9, 17] {
                 let (h, w, cin, cout) = (rng.range(2, 4), rng.range(2, 4), rng.range(1, 5), rng.range(1, 5));
                 let frame_len = h * w * cin;
@@ -270,15 +294,17 @@ mod tests {
                 let weights =
                     ConvWeights::upload::<_, f32>(&client, &torch_weights, Some(&bias), None, (cout, cin, 3, 3));
                 let strategy = if t % 2 == 0 { Strategy::Tiled } else { Strategy::Direct };
-                let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Reflect, causal, strategy);
+                let mut conv = TemporalConv3d::new(weights, (h, w), Padding::Reflect, time, strategy);
 
                 let frames: Vec<&[f32]> = (0..t).map(|i| &x[i * frame_len..(i + 1) * frame_len]).collect();
-                let mut padded = vec![frames[0]];
-                if causal {
-                    padded.push(frames[0]);
-                }
+                let zeros = vec![0.0; frame_len];
+                let mut padded = match time {
+                    TimePadding::Replicate => vec![frames[0]],
+                    TimePadding::CausalReplicate => vec![frames[0], frames[0]],
+                    TimePadding::CausalZeros => vec![&zeros[..], &zeros[..]],
+                };
                 padded.extend(&frames);
-                if !causal {
+                if time == TimePadding::Replicate {
                     padded.push(frames[t - 1]);
                 }
                 let want = conv_reference(
@@ -293,13 +319,13 @@ mod tests {
                     None,
                 );
                 let whole = run_chunked(&client, &mut conv, &x, frame_len, &[t], false);
-                assert_close(&whole, &want, 1e-5, &format!("causal {causal}, T = {t}, whole"));
+                assert_close(&whole, &want, 1e-5, &format!("{time:?}, T = {t}, whole"));
                 for (name, sizes) in schedules(t) {
                     for separate_end in [false, true] {
                         let got = run_chunked(&client, &mut conv, &x, frame_len, &sizes, separate_end);
                         assert!(
                             got == whole,
-                            "causal {causal}, T = {t}, {name}, separate end {separate_end}: \
+                            "{time:?}, T = {t}, {name}, separate end {separate_end}: \
                              differs from the whole-sequence run"
                         );
                     }
@@ -313,7 +339,7 @@ mod tests {
         let client = client();
         let (h, w, c) = (2, 2, 1);
         let weights = ConvWeights::upload::<_, f32>(&client, &[0.1; 27], None, None, (c, c, 3, 3));
-        let mut conv = TemporalConv3d::<f32>::new(weights, (h, w), Padding::Zeros, false, Strategy::Direct);
+        let mut conv = TemporalConv3d::<f32>::new(weights, (h, w), Padding::Zeros, TimePadding::Replicate, Strategy::Direct);
         let x = DeviceBuffer::from_f32(&client, &vec![1.0; 3 * h * w * c]);
         let emitted = |f: Option<Frames>| f.map_or(0, |f| f.frames);
         assert_eq!(emitted(conv.push(&client, Some(&x), 3, false, Activation::None, None)), 2);

@@ -16,7 +16,7 @@ use framestream_kernels::elementwise::combine;
 use framestream_kernels::layout::{depth_to_space_3d, unpatchify};
 use framestream_kernels::noise::{add_plane, gaussian_plane, latent_input};
 use framestream_kernels::norm::{layer_norm, pixel_norm};
-use framestream_kernels::temporal::{Frames, TemporalConv3d};
+use framestream_kernels::temporal::{Frames, TemporalConv3d, TimePadding};
 
 use super::{BlockWeights, DeviceWeights, Latent, LtxVae, ResWeights};
 use super::config::Block;
@@ -132,7 +132,8 @@ impl Level {
 }
 
 fn conv3d<E: Element>(weights: &ConvWeights, level: &Level, padding: Padding, causal: bool, strategy: Strategy) -> TemporalConv3d<E> {
-    TemporalConv3d::new(weights.clone(), (level.height, level.width), padding, causal, strategy)
+    let time = if causal { TimePadding::CausalReplicate } else { TimePadding::Replicate };
+    TemporalConv3d::new(weights.clone(), (level.height, level.width), padding, time, strategy)
 }
 
 /// Runs a temporal convolution on the device's client.
