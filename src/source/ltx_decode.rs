@@ -175,25 +175,20 @@ impl Source for LtxVaeDecode {
 }
 
 /// A decoder whose plan fits the device's memory budget: steps of half the bytes until it
-/// does (or stops shrinking; then reserving says what is missing).
-fn planned<E: Element>(vae: &LtxVae, latent: &Arc<Latent>, request: &OpenRequest, mut params: DecodeParams) -> Result<Decoder<E>> {
-    let device = request.device();
-    let chunk = request.chunk_frames();
-    let mut decoder = Decoder::<E>::new(vae, latent.clone(), device, &params)?;
-    let Some(budget) = device.memory_budget() else {
+/// does (or steps are single frames; then reserving says what is missing).
+fn planned<E: Element>(vae: &LtxVae, latent: Arc<Latent>, request: &OpenRequest, params: DecodeParams) -> Result<Decoder<E>> {
+    let mut decoder = Decoder::<E>::new(vae, latent, request.device(), &params)?;
+    let Some(budget) = request.device().memory_budget() else {
         return Ok(decoder);
     };
-    let requested = params.piece_bytes;
-    while decoder.planned_bytes(chunk) as u64 > budget && !decoder.steps_single_frames() {
-        params.piece_bytes /= 2;
-        decoder = Decoder::<E>::new(vae, latent.clone(), device, &params)?;
-    }
-    if params.piece_bytes < requested {
+    let chunk = request.chunk_frames();
+    while decoder.planned_bytes(chunk) as u64 > budget && decoder.halve_steps() {}
+    if decoder.piece_bytes() < params.piece_bytes {
         request.emit(crate::EventKind::Info {
             message: format!(
                 "decoder steps of {:.1} MiB instead of {:.1} MiB, to fit the device's memory budget",
-                params.piece_bytes as f64 / 1048576.0,
-                requested as f64 / 1048576.0
+                decoder.piece_bytes() as f64 / 1048576.0,
+                params.piece_bytes as f64 / 1048576.0
             ),
         });
     }
@@ -204,7 +199,7 @@ fn planned<E: Element>(vae: &LtxVae, latent: &Arc<Latent>, request: &OpenRequest
 fn decode<E: Element>(vae: LtxVae, latent: Arc<Latent>, request: OpenRequest, params: DecodeParams) -> FrameStream {
     Box::pin(async_stream::try_stream! {
         let (device, chunk) = (request.device().clone(), request.chunk_frames());
-        let mut decoder = planned::<E>(&vae, &latent, &request, params)?;
+        let mut decoder = planned::<E>(&vae, latent, &request, params)?;
         // Held from the device's budget while the decode runs.
         let _memory = device.reserve(decoder.planned_bytes(chunk) as u64).await?;
         let (h, w, c) = decoder.frame;

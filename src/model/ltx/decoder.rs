@@ -334,12 +334,33 @@ pub(crate) struct Decoder<E: Element> {
     pieces: Vec<usize>,
     /// Values per input frame, and output values per input frame, of each module.
     frame_lens: Vec<(usize, usize)>,
+    /// Frames each module takes in over the whole decode.
+    frames_in: Vec<usize>,
+    /// What `pieces` were sized for: the bytes a step may produce, the device's largest buffer.
+    piece_bytes: usize,
+    max_buffer: usize,
     latent: Arc<Latent>,
     next_latent: usize,
     seed: u64,
     noise_scale: f32,
     /// Height, width and channels of a pixel frame.
     pub frame: (usize, usize, usize),
+}
+
+/// Frames per step of each module (`frame_lens`: values per input frame and output values per
+/// input frame): a step's largest buffer (its input, or its output with one more frame from
+/// the end flush) within `piece_bytes` and within one device buffer, at least one frame, and
+/// no more than the module ever sees (which also keeps the plan to what is used).
+fn step_frames<E: Element>(frame_lens: &[(usize, usize)], frames_in: &[usize], piece_bytes: usize, max_buffer: usize) -> Vec<usize> {
+    frame_lens
+        .iter()
+        .zip(frames_in)
+        .map(|(&(input, output), &frames)| {
+            let per_frame = size_of::<E>() * input.max(output);
+            let fit = |bytes: usize| (bytes / per_frame).saturating_sub(1);
+            fit(piece_bytes).min(fit(max_buffer)).max(1).min(frames.max(1))
+        })
+        .collect()
 }
 
 /// The id of an injected noise plane: (block, resblock, slot) above the channel ids of
@@ -458,17 +479,13 @@ impl<E: Element> Decoder<E> {
         frames_in.push(frames);
         let frame = (level.height * p, level.width * p, oc);
 
-        // Piece sizes: a step's largest buffer (its input, or its output with one more frame
-        // from the end flush) within the budget and within one device buffer.
+        // Even a one-frame step must fit one device buffer.
         let max_buffer = device.max_buffer_bytes() as usize;
+        let size = size_of::<E>();
+        let pieces = step_frames::<E>(&frame_lens, &frames_in, params.piece_bytes, max_buffer);
         let mut queues = Vec::new();
-        let mut pieces = Vec::new();
-        for (i, &(input, output)) in frame_lens.iter().enumerate() {
+        for (i, (&(input, output), &piece)) in frame_lens.iter().zip(&pieces).enumerate() {
             queues.push(FrameQueue::new(input));
-            let size = size_of::<E>();
-            let per_frame = size * input.max(output);
-            let fit = |bytes: usize| (bytes / per_frame).saturating_sub(1);
-            let piece = fit(params.piece_bytes).min(fit(max_buffer)).max(1);
             if size * (piece + 1) * output > max_buffer || size * input > max_buffer {
                 return Err(Error::Device(format!(
                     "decoder module {i} needs {:.1} MiB for its smallest step, over this device's \
@@ -478,8 +495,6 @@ impl<E: Element> Decoder<E> {
                     device.info().adapter
                 )));
             }
-            // No step is longer than the video (which also keeps the plan to what it uses).
-            pieces.push(piece.min(frames_in[i].max(1)));
         }
         queues.push(FrameQueue::new(frame.0 * frame.1 * frame.2));
         let noise_scale = if config.timestep_conditioning { params.noise_scale } else { 0.0 };
@@ -490,6 +505,9 @@ impl<E: Element> Decoder<E> {
             queues,
             pieces,
             frame_lens,
+            frames_in,
+            piece_bytes: params.piece_bytes,
+            max_buffer,
             latent,
             next_latent: 0,
             seed: params.seed,
@@ -517,9 +535,20 @@ impl<E: Element> Decoder<E> {
         size * (held + step + 2 * chunk * frame) + 4 * chunk * frame
     }
 
-    /// Whether every module steps one frame at a time (its smallest steps).
-    pub fn steps_single_frames(&self) -> bool {
-        self.pieces.iter().all(|&p| p == 1)
+    /// Device bytes a step may produce.
+    pub fn piece_bytes(&self) -> usize {
+        self.piece_bytes
+    }
+
+    /// Halves the bytes a step may produce, before the first [`pull`](Self::pull); false
+    /// (and nothing changed) when every module already steps one frame at a time.
+    pub fn halve_steps(&mut self) -> bool {
+        if self.pieces.iter().all(|&p| p == 1) {
+            return false;
+        }
+        self.piece_bytes /= 2;
+        self.pieces = step_frames::<E>(&self.frame_lens, &self.frames_in, self.piece_bytes, self.max_buffer);
+        true
     }
 
     /// The next `n` pixel frames `[n, H, W, C]` in a buffer with room for `room` frames
