@@ -1,6 +1,8 @@
 //! Moves between space, time and channels, on channel-last frames `[frame, y, x, channel]`:
 //! 3-D depth-to-space of any stride (with the first-frame drop and the residual channel repeat
-//! of the LTX upsamplers), LTX unpatchify, 2-D pixel shuffle and unshuffle, nearest upsampling.
+//! of the LTX upsamplers, the element-wise channel repeat of Wan 2.2's shortcut, and the
+//! block-major split of Wan's time upsampler), unpatchify, 2-D pixel shuffle and unshuffle,
+//! nearest upsampling.
 //!
 //! One thread per output value; every output is written exactly once.
 
@@ -12,10 +14,11 @@ use crate::launch::{cube_count, cube_dim, product};
 /// The layouts, as one kernel's compile-time switch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
-    /// With stride `(st, sh, sw)` and `S = st·sh·sw`:
-    /// `U[st·t+a, sh·y+b, sw·x+d, c] = X[t, y, x, S(c mod C/S) + a·sh·sw + b·sw + d]`, frame 0
-    /// dropped when `drop_first`; output channels `C/S · repeat`.
-    DepthToSpace3d { drop_first: bool, st: u32, sh: u32, sw: u32 },
+    /// With stride `(st, sh, sw)`, `S = st·sh·sw`, the digit `g = a·sh·sw + b·sw + d` and the
+    /// input's channels repeated element-wise `R` times (`factor`; `V = C·R` of them):
+    /// `U[st·t+a, sh·y+b, sw·x+d, c] = X[t, y, x, ⌊k / R⌋]` with `k = S(c mod V/S) + g`, or
+    /// `k = g·V/S + (c mod V/S)` when `block_major`; frame 0 dropped when `drop_first`.
+    DepthToSpace3d { drop_first: bool, block_major: bool, st: u32, sh: u32, sw: u32 },
     /// `out[t, 4i+q, 4j+r, c] = y[t, i, j, 16c + 4r + q]`, optionally `clamp((v+1)/2, 0, 1)`.
     Unpatchify { to_unit: bool },
     /// `out[y·s+i, x·s+j, c] = in[y, x, c·s² + i·s + j]`.
@@ -53,11 +56,16 @@ fn layout_kernel<F: Float>(
         let t = (rest / out_h as usize) as u32;
         let mut src = 0usize;
         match comptime!(op) {
-            Op::DepthToSpace3d { drop_first, st, sh, sw } => {
+            Op::DepthToSpace3d { drop_first, block_major, st, sh, sw } => {
                 let tt = t + comptime!(if drop_first { 1u32 } else { 0u32 });
                 let digit = comptime!(sh * sw) * (tt % comptime!(st)) + comptime!(sw) * (y % comptime!(sh)) + x % comptime!(sw);
                 let s = comptime!(st * sh * sw);
-                let ci = s * (c % (in_c / s)) + digit;
+                let group = in_c * factor / s;
+                let mut k = s * (c % group) + digit;
+                if comptime!(block_major) {
+                    k = digit * group + c % group;
+                }
+                let ci = k / factor;
                 let (ty, tx) = (y / comptime!(sh), x / comptime!(sw));
                 src = ((tt / comptime!(st) * in_h + ty) * in_w + tx) as usize * in_c as usize + ci as usize;
             }
@@ -152,8 +160,50 @@ pub fn depth_to_space_3d<R: Runtime, E: Element>(
     let out_frames = usize::saturating_sub(product(&[st, frames], "depth-to-space frames"), usize::from(drop_first));
     let (oh, ow) = (product(&[sh, h], "depth-to-space height"), product(&[sw, w], "depth-to-space width"));
     let shape = (out_frames, oh, ow, product(&[c / s, repeat], "depth-to-space channels"));
-    let op = Op::DepthToSpace3d { drop_first, st: st as u32, sh: sh as u32, sw: sw as u32 };
+    let op = Op::DepthToSpace3d { drop_first, block_major: false, st: st as u32, sh: sh as u32, sw: sw as u32 };
     launch::<R, E>(client, input, (h, w, c), out, shape, 1, op);
+}
+
+/// Splits each frame of `[frames, h, w, 2c]` into two frames of `c` channels, the first `c`
+/// channels giving the earlier frame: `out[2t + a, y, x, ch] = in[t, y, x, a·c + ch]` (Wan's
+/// time upsampler). Output `[2·frames, h, w, c]`.
+pub fn split_time_blocks<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (frames, h, w, c): (usize, usize, usize, usize),
+    out: &DeviceBuffer,
+) {
+    assert!(c > 0 && c.is_multiple_of(2), "a time split needs an even channel count");
+    assert_eq!(input.len(), product(&[frames, h, w, c], "time split input"), "time split input size");
+    let shape = (product(&[2, frames], "time split frames"), h, w, c / 2);
+    let op = Op::DepthToSpace3d { drop_first: false, block_major: true, st: 2, sh: 1, sw: 1 };
+    launch::<R, E>(client, input, (h, w, c), out, shape, 1, op);
+}
+
+/// Wan 2.2's parameter-free up shortcut (`DupUp3D`): the `c` channels of `[frames, h, w, c]`
+/// repeated element-wise `R = out_c·st·sh·sw / c` times, then depth-to-space with stride
+/// `(st, sh, sw)` (time digit outermost): `out[st·t+a, sh·y+b, sw·x+d, o] =
+/// in[t, y, x, ⌊(o·S + a·sh·sw + b·sw + d) / R⌋]`. Frame 0 dropped when `drop_first`.
+/// Output `[st·frames − drop, sh·h, sw·w, out_c]`.
+#[allow(clippy::too_many_arguments)]
+pub fn repeat_depth_to_space_3d<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (frames, h, w, c): (usize, usize, usize, usize),
+    (st, sh, sw): (usize, usize, usize),
+    out_c: usize,
+    drop_first: bool,
+    out: &DeviceBuffer,
+) {
+    assert!([st, sh, sw].iter().all(|s| (1..=2).contains(s)), "depth-to-space strides are 1 or 2");
+    let s = st * sh * sw;
+    let repeated = product(&[out_c, s], "repeat depth-to-space channels");
+    assert!(c > 0 && out_c > 0 && repeated.is_multiple_of(c), "channels repeat a whole number of times");
+    assert_eq!(input.len(), product(&[frames, h, w, c], "repeat depth-to-space input"), "repeat depth-to-space input size");
+    let out_frames = usize::saturating_sub(product(&[st, frames], "depth-to-space frames"), usize::from(drop_first));
+    let shape = (out_frames, sh * h, sw * w, out_c);
+    let op = Op::DepthToSpace3d { drop_first, block_major: false, st: st as u32, sh: sh as u32, sw: sw as u32 };
+    launch::<R, E>(client, input, (h, w, c), out, shape, repeated / c, op);
 }
 
 /// LTX unpatchify (patch p): `[frames, h, w, c·p²]` → `[frames, p·h, p·w, c]` with
@@ -332,6 +382,58 @@ pub mod reference {
         full[skip.min(full.len())..].to_vec()
     }
 
+    /// `out[ch, 2t + a] = in[a·c + ch, t]`, channel-first as WAN_VAE.md §3.5 states it.
+    pub fn split_time_blocks(x: &[f32], (frames, h, w, c): (usize, usize, usize, usize)) -> Vec<f32> {
+        let half = c / 2;
+        let mut out = vec![0.0; x.len()];
+        for t in 0..frames {
+            for a in 0..2 {
+                for ch in 0..half {
+                    for y in 0..h {
+                        for xx in 0..w {
+                            out[(((2 * t + a) * h + y) * w + xx) * half + ch] = at(x, (h, w, c), t, y, xx, a * half + ch);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `out[o, st·t+a, sh·y+b, sw·x+d] = x[⌊(o·S + a·sh·sw + b·sw + d) / R⌋, t, y, x]`, then
+    /// frame 0 dropped (WAN_VAE.md §3.6).
+    pub fn repeat_depth_to_space_3d(
+        x: &[f32],
+        (frames, h, w, c): (usize, usize, usize, usize),
+        (st, sh, sw): (usize, usize, usize),
+        out_c: usize,
+        drop_first: bool,
+    ) -> Vec<f32> {
+        let s = st * sh * sw;
+        let r = out_c * s / c;
+        let (oh, ow) = (sh * h, sw * w);
+        let mut full = vec![0.0; st * frames * oh * ow * out_c];
+        for o in 0..out_c {
+            for t in 0..frames {
+                for y in 0..h {
+                    for xx in 0..w {
+                        for a in 0..st {
+                            for b in 0..sh {
+                                for d in 0..sw {
+                                    let src = (o * s + a * sh * sw + b * sw + d) / r;
+                                    let (ot, oy, ox) = (st * t + a, sh * y + b, sw * xx + d);
+                                    full[((ot * oh + oy) * ow + ox) * out_c + o] = at(x, (h, w, c), t, y, xx, src);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let skip = if drop_first { oh * ow * out_c } else { 0 };
+        full[skip.min(full.len())..].to_vec()
+    }
+
     pub fn unpatchify(
         y: &[f32],
         (frames, h, w, channels): (usize, usize, usize, usize),
@@ -486,6 +588,33 @@ mod tests {
                 depth_to_space_3d::<_, E>(&client, &input, (n, h, w, c), stride, repeat, drop_first, &out);
                 let want = reference::depth_to_space_3d(&x, (n, h, w, c), stride, repeat, drop_first);
                 check(read(&out), want, &format!("case {case}: d2s {stride:?} r{repeat} {drop_first}"));
+            }
+            // Wan's time split, and the DupUp3D shortcut with Wan 2.2's strides and repeats
+            // (R = 8, 2) and others (R = 1, 4, and channels repeated a fractional number of
+            // times per output channel).
+            let c2 = 2 * rng.range(1, 4);
+            let x = rounded::<E>(rng.vec_f32(n * h * w * c2, -1.0, 1.0));
+            let input = upload(&x);
+            let out = poisoned::<E>(&client, x.len());
+            split_time_blocks::<_, E>(&client, &input, (n, h, w, c2), &out);
+            check(read(&out), reference::split_time_blocks(&x, (n, h, w, c2)), &format!("case {case}: time split"));
+            let (stride, cin, out_c) = [
+                ((2, 2, 2), 8, 8),
+                ((1, 2, 2), 8, 4),
+                ((2, 2, 2), 4, 16),
+                ((1, 2, 2), 6, 12),
+                ((2, 1, 1), 3, 6),
+                ((2, 2, 2), 16, 4),
+            ][case];
+            let x = rounded::<E>(rng.vec_f32(n * h * w * cin, -1.0, 1.0));
+            let input = upload(&x);
+            for drop_first in [false, stride.0 == 2] {
+                let s = stride.0 * stride.1 * stride.2;
+                let out_frames = (stride.0 * n).saturating_sub(usize::from(drop_first));
+                let out = poisoned::<E>(&client, out_frames * h * w * s / stride.0 * out_c);
+                repeat_depth_to_space_3d::<_, E>(&client, &input, (n, h, w, cin), stride, out_c, drop_first, &out);
+                let want = reference::repeat_depth_to_space_3d(&x, (n, h, w, cin), stride, out_c, drop_first);
+                check(read(&out), want, &format!("case {case}: dup-up {stride:?} {cin}->{out_c} {drop_first}"));
             }
             // Unpatchify: LTX's patch 4 with RGB, and other patches and channel counts.
             let (p, oc) = [(4, 3), (2, 1), (1, 3), (4, 4), (3, 3), (4, 3)][case];

@@ -11,6 +11,7 @@
 //! the caller, and nothing has been launched. Callers validate user input first and turn
 //! it into errors.
 
+pub mod attention;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;
