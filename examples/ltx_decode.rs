@@ -23,11 +23,9 @@
 
 mod common;
 
-use std::time::Instant;
 
 use framestream::model::WeightFile;
 use framestream::prelude::*;
-use futures::StreamExt;
 
 struct Args {
     layout: String,
@@ -95,40 +93,19 @@ fn config(args: &Args) -> serde_json::Value {
     })
 }
 
-/// A safetensors file of bf16 values uniform in ±1/√fan_in (fan_in from the shape), with the
-/// config in its metadata.
+/// A checkpoint of bf16 values uniform in ±1/√fan_in, with the config in its metadata.
 fn random_checkpoint(config: &serde_json::Value) -> WeightFile {
     let tensors = framestream::model::ltx::LtxConfig::from_official(config).expect("config").tensors();
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, shape) in &tensors {
-        let bytes = 2 * shape.iter().product::<usize>();
-        header.insert(
-            name.clone(),
-            serde_json::json!({ "dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + bytes] }),
-        );
-        offset += bytes;
-    }
-    header.insert("__metadata__".into(), serde_json::json!({ "config": serde_json::json!({ "vae": config }).to_string() }));
-    let header = serde_json::Value::Object(header).to_string().into_bytes();
-    let mut file = Vec::with_capacity(8 + header.len() + offset);
-    file.extend((header.len() as u64).to_le_bytes());
-    file.extend(&header);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for (name, shape) in &tensors {
-        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let statistic = name.starts_with("per_channel") || name.ends_with("multiplier");
-        let bound = if statistic { 1.0 } else { 1.0 / (fan_in as f32).sqrt() };
-        for _ in 0..shape.iter().product::<usize>() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let u = (state >> 40) as f32 / (1u64 << 24) as f32;
-            let v = if name.ends_with("multiplier") { 1000.0 } else if statistic { 0.5 + u } else { (2.0 * u - 1.0) * bound };
-            file.extend(half::bf16::from_f32(v).to_le_bytes());
+    let metadata = serde_json::json!({ "config": serde_json::json!({ "vae": config }).to_string() });
+    common::random_checkpoint("random-ltx-vae.safetensors", &tensors, Some(metadata), |name, u, fan_in| {
+        if name.ends_with("multiplier") {
+            1000.0
+        } else if name.starts_with("per_channel") {
+            0.5 + u
+        } else {
+            (2.0 * u - 1.0) / (fan_in as f32).sqrt()
         }
-    }
-    WeightFile::from_bytes("random-ltx-vae.safetensors", file).expect("a valid file")
+    })
 }
 
 /// Decodes one length and prints `frames seconds peak_kib max_in_use reserved planned`.
@@ -136,38 +113,17 @@ fn child(args: &Args) -> Result<()> {
     let t = args.frames[0];
     let vae = LtxVae::from_weights(random_checkpoint(&config(args)))?;
     let (h, w) = (args.latent.height, args.latent.width);
-    let mut state = 7u64;
-    let data: Vec<f32> = (0..128 * t * h * w)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
+    let data = common::random_values(128 * t * h * w);
     let latent = Latent::from_tensor(&[1, 128, t, h, w], &data, None)?;
     let source = LtxVaeDecode::new(vae.clone(), latent)?.piece_bytes(args.piece_kib << 10).precision(args.precision);
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     runtime.block_on(async {
         let device = Device::from_env()?;
-        let request = OpenRequest::new(&device).with_chunk_frames(args.chunk_frames);
         // Upload the weights and compile the kernels before timing: decode one latent frame.
         vae.upload_to(&device, args.precision)?;
         let one = Latent::from_tensor(&[1, 128, 1, h, w], &data[..128 * h * w], None)?;
         drain(&LtxVaeDecode::new(vae.clone(), one)?.precision(args.precision), &OpenRequest::new(&device)).await?;
-        let start = Instant::now();
-        let mut stream = source.open(&request);
-        let (mut frames, mut max_in_use, mut planned) = (0, 0, 0);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            frames += chunk.frames();
-            drop(chunk);
-            request.device().sync().await?;
-            max_in_use = max_in_use.max(request.device().memory_usage()?.bytes_in_use);
-            // What the decode reserved from the device's budget (its planned peak).
-            planned = planned.max(request.device().memory_reserved());
-        }
-        let reserved = request.device().memory_usage()?.bytes_reserved;
-        println!("{frames} {:.3} {} {max_in_use} {reserved} {planned}", start.elapsed().as_secs_f64(), common::peak_rss_kib());
-        Ok(())
+        common::measure_decode(&source, &device, args.chunk_frames).await
     })
 }
 

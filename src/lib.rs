@@ -55,8 +55,9 @@ pub use stream::{
 /// Everything a pipeline needs, in one import.
 pub mod prelude {
     pub use crate::model::ltx::{Latent, LtxVae};
+    pub use crate::model::wan::WanVae;
     pub use crate::sink::{Batch, Report, TensorFileOptions, collect, drain, write_tensor};
-    pub use crate::source::{Concat, FrameSender, ImageBatch, LtxVaeDecode, Opened, TestPattern, channel};
+    pub use crate::source::{Concat, FrameSender, ImageBatch, LtxVaeDecode, Opened, TestPattern, WanVaeDecode, channel};
     pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, Skip, Take, Tee, Then, Upscale};
     #[cfg(feature = "video")]
     pub use crate::{

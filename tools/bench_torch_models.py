@@ -3,6 +3,7 @@
 
     python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype bf16
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16
+    python3 tools/bench_torch_models.py wan --version 2.1 --latent 60x34 --frames 5,17 --dtype bf16
 
 `ltx`: the decoder of the layout the `ltx_decode` example builds (`--layout`, random weights):
 `0.9.5` is diffusers' `AutoencoderKLLTXVideo` (conv_in 128→1024, four levels of `--layers`
@@ -12,10 +13,13 @@ released LTX-2.0 and LTX-2.3 decoder configs (no conditioning; 2.3 with its temp
 spatial upsamplers). It decodes the whole latent at once (diffusers' default) and, with
 `--tiled`, through diffusers' own temporal/spatial tiling. `upscale`: SRVGGNetCompact K16 and
 K32 and RRDBNet ×4 (`--rrdb-blocks`) loaded through spandrel's `ModelLoader` from random state
-dicts in the Real-ESRGAN layout, on whole frames, chunks of `--frames`.
+dicts in the Real-ESRGAN layout, on whole frames, chunks of `--frames`. `wan`: diffusers'
+`AutoencoderKLWan` with the released Wan 2.1 or Wan 2.2 decoder (the `wan_decode` example's
+`WanConfig::released`), random weights, decoding the VAE-space latent frame by frame with its
+feature cache (diffusers' `decode`).
 
-Prints frames/s and the peak memory PyTorch allocated, beside which the `ltx_decode` and
-`upscale` examples' tables compare. Runs on CPU too (`--device cpu`, small sizes) to check
+Prints frames/s and the peak memory PyTorch allocated, beside which the `ltx_decode`,
+`wan_decode` and `upscale` examples' tables compare. Runs on CPU too (`--device cpu`, small sizes) to check
 the script itself.
 """
 import argparse
@@ -214,6 +218,48 @@ def upscale(args, device, dtype):
         del model
 
 
+def wan(args, device, dtype):
+    from diffusers import AutoencoderKLWan
+    from diffusers.utils import logging
+
+    logging.set_verbosity_error()
+    if args.version == "2.1":
+        vae, z, factor = AutoencoderKLWan(base_dim=96, z_dim=16), 16, 8
+    else:
+        vae = AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, in_channels=12,
+                               out_channels=12, patch_size=2, scale_factor_spatial=16)
+        z, factor = 48, 16
+    vae = vae.eval()
+    randomize(vae.decoder, 11)
+    randomize(vae.post_quant_conv, 12)
+    with torch.no_grad():
+        for name, p in vae.decoder.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(1.0)
+    decoder_params = sum(p.numel() for p in vae.decoder.parameters()) + sum(p.numel() for p in vae.post_quant_conv.parameters())
+    vae = vae.to(device=device, dtype=dtype)
+    w, h = size(args.latent)
+    print(f"diffusers AutoencoderKLWan decoder, Wan {args.version} ({decoder_params} parameters), {args.dtype}, "
+          f"latent {w}x{h} -> {factor * w}x{factor * h}, frame by frame, torch {torch.__version__} on {device_name(device)}")
+    print()
+    print("| latent frames | frames | time (s) | frames/s | peak allocated (MiB) |")
+    print("|---:|---:|---:|---:|---:|")
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        vae.decode(torch.rand(1, z, 1, h, w, generator=gen).to(device=device, dtype=dtype))
+        for t in [int(f) for f in args.frames.split(",")]:
+            latent = (torch.rand(1, z, t, h, w, generator=gen) * 2 - 1).to(device=device, dtype=dtype)
+            reset_peak(device)
+            sync(device)
+            start = time.perf_counter()
+            frames = vae.decode(latent).sample
+            sync(device)
+            seconds = time.perf_counter() - start
+            n = frames.shape[2]
+            print(f"| {t} | {n} | {seconds:.2f} | {n / seconds:.2f} | {peak_mib(device):.0f} |")
+            del frames
+
+
 def device_name(device):
     return torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
 
@@ -227,6 +273,10 @@ def main():
     p.add_argument("--layout", default="0.9.5", choices=["0.9.5", "2.0", "2.3"])
     p.add_argument("--layers", type=int, default=5)
     p.add_argument("--tiled", action="store_true")
+    p = sub.add_parser("wan")
+    p.add_argument("--version", default="2.1", choices=["2.1", "2.2"])
+    p.add_argument("--latent", default="60x34")
+    p.add_argument("--frames", default="5,17")
     p = sub.add_parser("upscale")
     p.add_argument("--size", default="1280x720")
     p.add_argument("--frames", type=int, default=4)
@@ -240,7 +290,7 @@ def main():
     # f32 means f32, as on framestream's side: no TF32 tensor cores.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    {"ltx": ltx, "upscale": upscale}[args.model](args, device, DTYPES[args.dtype])
+    {"ltx": ltx, "upscale": upscale, "wan": wan}[args.model](args, device, DTYPES[args.dtype])
 
 
 if __name__ == "__main__":

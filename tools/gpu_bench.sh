@@ -3,8 +3,8 @@
 #
 # Here (a machine with the Rust toolchain), once:
 #   cargo build --release -p framestream-kernels --no-default-features --features cuda --bin kernel_bench
-#   cargo build --release --no-default-features --features cuda --example ltx_decode --example upscale
-#   mkdir -p .gpu && cp target/release/kernel_bench target/release/examples/{ltx_decode,upscale} .gpu/
+#   cargo build --release --no-default-features --features cuda --example ltx_decode --example wan_decode --example upscale
+#   mkdir -p .gpu && cp target/release/kernel_bench target/release/examples/{ltx_decode,wan_decode,upscale} .gpu/
 #   # every kernel test, on CUDA:
 #   cp "$(cargo test --release -p framestream-kernels --no-default-features --features cuda-tests --no-run 2>&1 \
 #     | grep -o 'target/release/deps/framestream_kernels-[0-9a-f]*')" .gpu/kernel_tests
@@ -12,16 +12,16 @@
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers importlib_metadata spandrel
 #   (.gpu/ and .whl/ are git-ignored; a lent-device run carries them)
 # There, from the repository root, with .gpu/ and .whl/ beside it:
-#   bash tools/gpu_bench.sh kernels|conv|ltx|ltx23|upscale [OUT_DIR]
+#   bash tools/gpu_bench.sh kernels|conv|ltx|ltx23|wan21|wan22|upscale [OUT_DIR]
 # Each part prints framestream's table, then PyTorch's on the same shapes, and is meant to fit one
 # ten-minute device command (not yet run: no GPU has been lent to this project so far).
 set -euo pipefail
-part=${1:?kernels, conv, ltx, ltx23 or upscale}
+part=${1:?kernels, conv, ltx, ltx23, wan21, wan22 or upscale}
 out=${2:-${OUT:-/tmp}}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 
-# diffusers and spandrel (the `ltx` and `upscale` parts) are not on the machine: carried wheels.
+# diffusers and spandrel (the `ltx`, `wan` and `upscale` parts) are not on the machine: carried wheels.
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -57,9 +57,19 @@ case $part in
     done
     python3 tools/bench_torch_models.py ltx --layout "$layout" --latent 24x16 --frames 5,17 --dtype bf16 --tiled \
       | tee "$out/ltx-$layout-torch-bf16-tiled.md" ;;
+  wan21|wan22)
+    # The released decoder at 480p (2.1: latent 104x60 -> 832x480; 2.2: 52x30 -> 832x480).
+    version=$([[ $part == wan21 ]] && echo 2.1 || echo 2.2)
+    latent=$([[ $part == wan21 ]] && echo 104x60 || echo 52x30)
+    for precision in f32 bf16; do
+      .gpu/wan_decode --version "$version" --latent "$latent" --frames 5,17 --piece-kib 65536 \
+        --precision "$precision" --tokens 3600,14400 | tee "$out/wan-$version-$precision.md"
+      python3 tools/bench_torch_models.py wan --version "$version" --latent "$latent" --frames 5,17 \
+        --dtype "$precision" | tee "$out/wan-$version-torch-$precision.md"
+    done ;;
   upscale)
     .gpu/upscale --size 1280x720 --frames 4 --rrdb-blocks 23 | tee "$out/upscale.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f32 | tee "$out/upscale-torch-f32.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16 | tee "$out/upscale-torch-f16.md" ;;
-  *) echo "unknown part $part (kernels, conv, ltx, ltx23 or upscale)" >&2; exit 2 ;;
+  *) echo "unknown part $part (kernels, conv, ltx, ltx23, wan21, wan22 or upscale)" >&2; exit 2 ;;
 esac

@@ -60,6 +60,8 @@ fn attention_kernel<F: Float>(
     tokens: u32,
     channels: u32,
     scale: f32,
+    // Query blocks per frame: ⌈tokens / QUERIES⌉.
+    blocks: u32,
     #[comptime] per_lane: u32,
 ) {
     let mut queries = SharedMemory::<f32>::new(comptime!((QUERIES * SLICE) as usize));
@@ -72,7 +74,6 @@ fn attention_kernel<F: Float>(
         acc[k as usize] = 0.0f32;
     }
 
-    let blocks = (tokens + QUERIES - 1) / QUERIES;
     let cube = CUBE_POS as u32;
     let frame = cube / blocks;
     // Cubes past the last frame (the grid's spread) do nothing; every thread of a cube takes
@@ -183,7 +184,8 @@ pub fn attention<R: Runtime, E: Element>(
     if frames * tokens == 0 {
         return;
     }
-    let cubes = product(&[frames, tokens.div_ceil(QUERIES as usize)], "attention cubes");
+    let blocks = tokens.div_ceil(QUERIES as usize);
+    let cubes = product(&[frames, blocks], "attention cubes");
     let count = CubeCountSelection::new(client, to_u32(cubes, "attention cubes")).cube_count();
     let per_lane = to_u32(channels.div_ceil(LANES as usize), "attention channels");
     // SAFETY: every read is of a token below `tokens` of a frame below `frames` and a
@@ -200,6 +202,7 @@ pub fn attention<R: Runtime, E: Element>(
             to_u32(tokens, "attention tokens"),
             channels as u32,
             1.0 / (channels as f32).sqrt(),
+            blocks as u32,
             per_lane,
         );
     }

@@ -1,11 +1,46 @@
 //! Model weights and the networks built from them.
 
 pub mod esrgan;
+mod latent;
 pub mod ltx;
+pub mod wan;
+pub(crate) mod streaming;
 pub mod tiling;
 mod pickle;
 mod precision;
 pub mod weights;
 
+pub use latent::Latent;
 pub use precision::Precision;
 pub use weights::{Tensor, WeightFile, save_safetensors};
+
+use std::path::Path;
+
+use crate::error::Result;
+
+/// A video VAE decoder of any family framestream decodes, told apart by its tensors.
+#[derive(Clone, Debug)]
+pub enum VideoVae {
+    Ltx(ltx::LtxVae),
+    Wan(wan::WanVae),
+}
+
+impl VideoVae {
+    /// Loads a VAE file or diffusers `vae/` folder of either family (see [`ltx::LtxVae::load`]
+    /// and [`wan::WanVae::load`]). Blocking: async code uses [`load_async`](Self::load_async).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let weights = if path.is_dir() { path.join("diffusion_pytorch_model.safetensors") } else { path.to_path_buf() };
+        if weights.is_file() && wan::is_wan(&WeightFile::open(&weights)?) {
+            Ok(Self::Wan(wan::WanVae::load(path)?))
+        } else {
+            Ok(Self::Ltx(ltx::LtxVae::load(path)?))
+        }
+    }
+
+    /// [`load`](Self::load) on a thread of its own.
+    pub async fn load_async(path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let path = path.into();
+        crate::blocking::on_thread("model loading", move || Self::load(path)).await
+    }
+}

@@ -1,16 +1,13 @@
 //! `LtxVaeDecode`: a latent of the LTX family (LTX-Video 0.9.x, LTX-2.0, LTX-2.3) decoded into
 //! frames chunk by chunk.
 
-use std::any::TypeId;
 use std::sync::Arc;
 
 use framestream_kernels::Element;
-use framestream_kernels::tile::crop;
 
-use crate::chunk::Chunk;
-use crate::device::with_client;
 use crate::error::{Error, Result};
-use crate::model::ltx::{DecodeParams, Decoder, Latent, LtxVae, Precision};
+use crate::model::ltx::{DecodeParams, Latent, LtxVae, Precision, pipeline};
+use crate::model::streaming::decode_stream;
 use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
 
 /// Frames of an LTX latent: `8·(T−1)+1` frames of `32h × 32w` for every released decoder
@@ -163,60 +160,19 @@ impl Source for LtxVaeDecode {
             noise_scale: self.noise_scale,
             piece_bytes: self.piece_bytes,
         };
-        let (vae, latent) = (self.vae.clone(), self.latent.clone());
         request.emit(crate::EventKind::Info { message: self.description() });
-        let request = request.clone();
         match self.precision {
-            Precision::F32 => decode::<f32>(vae, latent, request, params),
-            Precision::F16 => decode::<half::f16>(vae, latent, request, params),
-            Precision::BF16 => decode::<half::bf16>(vae, latent, request, params),
+            Precision::F32 => self.decode::<f32>(request, params),
+            Precision::F16 => self.decode::<half::f16>(request, params),
+            Precision::BF16 => self.decode::<half::bf16>(request, params),
         }
     }
 }
 
-/// A decoder whose plan fits the device's memory budget: steps of half the bytes until it
-/// does (or steps are single frames; then reserving says what is missing).
-fn planned<E: Element>(vae: &LtxVae, latent: Arc<Latent>, request: &OpenRequest, params: DecodeParams) -> Result<Decoder<E>> {
-    let mut decoder = Decoder::<E>::new(vae, latent, request.device(), &params)?;
-    let Some(budget) = request.device().memory_budget() else {
-        return Ok(decoder);
-    };
-    let chunk = request.chunk_frames();
-    while decoder.planned_bytes(chunk) as u64 > budget && decoder.halve_steps() {}
-    if decoder.piece_bytes() < params.piece_bytes {
-        request.emit(crate::EventKind::Info {
-            message: format!(
-                "decoder steps of {:.1} MiB instead of {:.1} MiB, to fit the device's memory budget",
-                decoder.piece_bytes() as f64 / 1048576.0,
-                params.piece_bytes as f64 / 1048576.0
-            ),
-        });
+impl LtxVaeDecode {
+    /// The decoded frames, computed in `E` and handed on as f32.
+    fn decode<E: Element>(&self, request: &OpenRequest, params: DecodeParams) -> FrameStream {
+        let (vae, latent) = (self.vae.clone(), self.latent.clone());
+        decode_stream::<E>(request.clone(), move |device| pipeline::<E>(&vae, latent, device, &params))
     }
-    Ok(decoder)
-}
-
-/// The decoded frames, computed in `E` and handed on as f32.
-fn decode<E: Element>(vae: LtxVae, latent: Arc<Latent>, request: OpenRequest, params: DecodeParams) -> FrameStream {
-    Box::pin(async_stream::try_stream! {
-        let (device, chunk) = (request.device().clone(), request.chunk_frames());
-        let mut decoder = planned::<E>(&vae, latent, &request, params)?;
-        // Held from the device's budget while the decode runs.
-        let _memory = device.reserve(decoder.planned_bytes(chunk) as u64).await?;
-        let (h, w, c) = decoder.frame;
-        let mut start = 0u64;
-        while let Some(frames) = decoder.pull(chunk, chunk)? {
-            let n = frames.frames;
-            let buffer = if TypeId::of::<E>() == TypeId::of::<f32>() {
-                frames.buffer
-            } else {
-                let out = device.alloc_frames(n, h * w * c, chunk)?;
-                with_client!(device, client => {
-                    crop::<_, E, f32>(client, &frames.buffer, (n, h, w, c), (0, 0), (h, w), &out)
-                });
-                out
-            };
-            yield Chunk::new(&device, buffer, [n, h, w, c], start)?;
-            start += n as u64;
-        }
-    })
 }

@@ -4,6 +4,7 @@ mod batch;
 mod channel;
 mod concat;
 mod ltx_decode;
+mod wan_decode;
 mod opened;
 mod pattern;
 #[cfg(feature = "video")]
@@ -14,6 +15,7 @@ pub use channel::{FrameSender, channel};
 pub use concat::Concat;
 pub use opened::{Opened, rechunk};
 pub use ltx_decode::LtxVaeDecode;
+pub use wan_decode::WanVaeDecode;
 pub use pattern::TestPattern;
 #[cfg(feature = "video")]
 pub use video_file::VideoFile;

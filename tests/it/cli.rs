@@ -272,3 +272,58 @@ fn decode_says_which_vae_it_recognised_and_what_it_decodes_to() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ltx-decode: LTX-2.3-like VAE") && stderr.contains("→ 17 frames of 64×64"), "{stderr}");
 }
+
+#[test]
+fn decode_tells_a_wan_vae_from_its_file() {
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wan");
+    let dir = temp_dir("cli-decode-wan");
+    let out = dir.join("x.safetensors");
+    let output = framestream()
+        .args(["--json", "decode", "--chunk-frames", "4", "--vae"])
+        .arg(fixtures.join("w21.pth"))
+        .arg("--latent")
+        .arg(fixtures.join("w21.latent"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("Wan 2.1 VAE") && stdout.contains("9 frames of 24×16"), "{stdout}");
+    let want = framestream::model::WeightFile::open(fixtures.join("w21-expected.safetensors")).unwrap().tensor("frames").unwrap();
+    let got = read_tensor_file(&out);
+    assert_eq!(got.shape, want.shape);
+    let err = got.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(err < 1e-4, "max error {err}");
+    // Wan 2.2 from a diffusers folder, upscaled ×2 and encoded at the model's 24 fps.
+    let reference = framestream::model::WeightFile::open(fixtures.join("w22-expected.safetensors")).unwrap();
+    let latent = reference.tensor("latent").unwrap();
+    let latent_path = dir.join("w22.safetensors");
+    framestream::model::save_safetensors(&latent_path, &[("samples".into(), latent.shape, latent.data)]).unwrap();
+    let video = dir.join("x.mp4");
+    let output = framestream()
+        .args(["-q", "decode", "--scale", "2", "--vae"])
+        .arg(fixtures.join("w22-diffusers"))
+        .arg("--latent")
+        .arg(&latent_path)
+        .arg("-o")
+        .arg(&video)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(ffprobe_frames(&video), ("96".into(), "64".into(), "9".into()));
+    // LTX-only options are refused for Wan, with nothing written.
+    let bad = dir.join("bad.mp4");
+    let output = framestream()
+        .args(["-q", "decode", "--padding", "reflect", "--vae"])
+        .arg(fixtures.join("w21.safetensors"))
+        .arg("--latent")
+        .arg(fixtures.join("w21.latent"))
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("zeros"));
+    assert!(!bad.exists());
+}

@@ -163,3 +163,38 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A file under `tests/fixtures/{family}/`.
+pub fn fixture(family: &str, name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(family).join(name)
+}
+
+/// The latent stored as tensor `name` of a reference file.
+pub fn latent_of(file: &framestream::model::WeightFile, name: &str) -> Latent {
+    let t = file.tensor(name).unwrap();
+    Latent::from_tensor(&t.shape, &t.data, None).unwrap()
+}
+
+pub fn max_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "frame counts differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// The tensors of `file`, with `edit` applied (`None` removes one), written without metadata
+/// as `name` in a fresh directory.
+pub fn rewritten(
+    file: &framestream::model::WeightFile,
+    name: &str,
+    edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> Option<(Vec<usize>, Vec<f32>)>,
+) -> std::path::PathBuf {
+    let tensors: Vec<_> = file
+        .names()
+        .filter_map(|n| {
+            let t = file.tensor(n).unwrap();
+            edit(n, t.shape, t.data).map(|(s, d)| (n.to_string(), s, d))
+        })
+        .collect();
+    let path = temp_dir(&format!("rewritten-{name}")).join(name);
+    framestream::model::save_safetensors(&path, &tensors).unwrap();
+    path
+}

@@ -9,25 +9,16 @@ use framestream::model::ltx::{Padding, Precision};
 use framestream::prelude::*;
 use futures::StreamExt;
 
-use crate::common::{read_all, request, temp_dir};
+use crate::common::{self, latent_of, max_error, read_all, request, rewritten, temp_dir};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ltx").join(name)
+    common::fixture("ltx", name)
 }
 
 fn expected(version: &str) -> WeightFile {
     WeightFile::open(fixture(&format!("{version}-expected.safetensors"))).unwrap()
 }
 
-fn latent_of(file: &WeightFile, name: &str) -> Latent {
-    let t = file.tensor(name).unwrap();
-    Latent::from_tensor(&t.shape, &t.data, None).unwrap()
-}
-
-fn max_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "frame counts differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 /// A deterministic latent `[1, 16, frames, h, w]` of values in about [−2, 2].
 fn random_latent(frames: usize, h: usize, w: usize) -> Latent {
@@ -176,20 +167,6 @@ async fn dropping_the_stream_mid_decode_releases_device_memory() {
         let after = req.device().memory_usage().unwrap();
         assert_eq!(after.bytes_in_use, before.bytes_in_use, "{vae}");
     }
-}
-
-/// The tensors of `file`, with `edit` applied (`None` removes one); written without metadata.
-fn rewritten(file: &WeightFile, name: &str, edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> Option<(Vec<usize>, Vec<f32>)>) -> PathBuf {
-    let tensors: Vec<_> = file
-        .names()
-        .filter_map(|n| {
-            let t = file.tensor(n).unwrap();
-            edit(n, t.shape, t.data).map(|(s, d)| (n.to_string(), s, d))
-        })
-        .collect();
-    let path = temp_dir(&format!("ltx-{name}")).join(name);
-    framestream::model::save_safetensors(&path, &tensors).unwrap();
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

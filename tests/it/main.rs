@@ -14,3 +14,4 @@ mod runtime;
 mod sinks;
 mod upscale;
 mod video;
+mod wan;

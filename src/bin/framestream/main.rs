@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use framestream::model::esrgan::UpscaleModel;
+use framestream::model::VideoVae;
 use framestream::model::ltx::Precision;
 use framestream::prelude::*;
 use framestream::sink::Report;
@@ -42,8 +43,8 @@ enum Command {
     Transcode(TranscodeArgs),
     /// Resize a video file by a factor.
     Upscale(UpscaleArgs),
-    /// Decode an LTX latent (LTX-Video 0.9.x, LTX-2.0, LTX-2.3) with its VAE, optionally
-    /// upscaled, to a file.
+    /// Decode a video latent with its VAE — LTX-Video 0.9.x, LTX-2.0, LTX-2.3, Wan 2.1 or Wan
+    /// 2.2, told from the VAE file — optionally upscaled, to a file.
     Decode(DecodeArgs),
 }
 
@@ -91,11 +92,13 @@ struct UpscaleArgs {
 
 #[derive(Args)]
 struct DecodeArgs {
-    /// The VAE: a .safetensors checkpoint (official, combined or diffusers naming) or
-    /// a diffusers vae/ folder.
+    /// The VAE: an LTX .safetensors checkpoint (official, combined or diffusers naming), a
+    /// Wan .safetensors or .pth file (official or diffusers naming), or a diffusers vae/
+    /// folder of either.
     #[arg(long)]
     vae: PathBuf,
-    /// The latent: a ComfyUI .latent file or a .safetensors file with one 5-D tensor.
+    /// The latent: a ComfyUI .latent file or a .safetensors file with one 5-D tensor (Wan
+    /// latents in VAE space, as ComfyUI keeps them).
     #[arg(long)]
     latent: PathBuf,
     /// Which latent of a batch to decode.
@@ -113,14 +116,16 @@ struct DecodeArgs {
     noise_scale: f32,
     /// Spatial padding of the convolutions: zeros, reflect or replicate (default: the
     /// checkpoint's; without a config, the release's its layout matches, else reflect).
+    /// LTX only: Wan pads with zeros.
     #[arg(long)]
     padding: Option<String>,
     /// Device memory one decoder step may produce, in MiB.
     #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_PIECE_BYTES >> 20)]
     piece_mib: usize,
-    /// Frame rate of the decoded video.
-    #[arg(long, default_value = "24")]
-    fps: Rational,
+    /// Frame rate of the decoded video (default: the model's — 24 for LTX and Wan 2.2, 16
+    /// for Wan 2.1).
+    #[arg(long)]
+    fps: Option<Rational>,
     /// Element type of the decoder's activations: f32, f16 or bf16 (half the memory, where
     /// the device has it).
     #[arg(long, default_value = "f32")]
@@ -415,22 +420,39 @@ async fn upscale(cli: &Cli, args: &UpscaleArgs, output: &Output) -> Result<()> {
 async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.latent, &args.output.output)?;
-    let mut vae = LtxVae::load_async(&args.vae).await?;
-    if let Some(padding) = &args.padding {
-        vae = vae.with_padding(framestream::model::ltx::parse_padding(padding)?);
-    }
+    let vae = VideoVae::load_async(&args.vae).await?;
     let latent = Latent::open_async(&args.latent, args.batch_index).await?;
-    let decoded = LtxVaeDecode::new(vae, latent)?
-        .seed(args.seed)
-        .timestep(args.timestep)
-        .noise_scale(args.noise_scale)
-        .piece_bytes(args.piece_mib << 20)
-        .precision(args.precision)
-        .fps(args.fps);
+    let decoded = match vae {
+        VideoVae::Ltx(mut vae) => {
+            if let Some(padding) = &args.padding {
+                vae = vae.with_padding(framestream::model::ltx::parse_padding(padding)?);
+            }
+            let decode = LtxVaeDecode::new(vae, latent)?
+                .seed(args.seed)
+                .timestep(args.timestep)
+                .noise_scale(args.noise_scale)
+                .piece_bytes(args.piece_mib << 20)
+                .precision(args.precision);
+            match args.fps {
+                Some(fps) => decode.fps(fps).boxed(),
+                None => decode.boxed(),
+            }
+        }
+        VideoVae::Wan(vae) => {
+            if args.padding.is_some() {
+                return Err(Error::InvalidConfig("--padding: a Wan VAE always pads with zeros".into()));
+            }
+            let decode = WanVaeDecode::new(vae, latent)?.piece_bytes(args.piece_mib << 20).precision(args.precision);
+            match args.fps {
+                Some(fps) => decode.fps(fps).boxed(),
+                None => decode.boxed(),
+            }
+        }
+    };
     let video = if args.upscale.model.is_some() || args.upscale.scale.is_some() {
         decoded.pipe(args.upscale.stage().await?).boxed()
     } else {
-        decoded.boxed()
+        decoded
     };
     run_pipeline(cli, &video, &args.output, output).await
 }

@@ -1,27 +1,22 @@
-//! The streaming decoder: per-module temporal state (convolution caches, residual FIFOs,
-//! first-frame drop flags) and a depth-first scheduler, so a whole video never sits in
-//! memory and any chunking gives the same frames as one whole-sequence decode.
-//!
-//! Each resblock, upsampler, conv_in and the head is a module with an input queue. A step
-//! runs the deepest module with work on at most its piece size of frames (from a byte
-//! budget), so the frames in flight are about one piece per level plus the carried state.
+//! The LTX decoder's modules with their temporal state (convolution caches, residual FIFOs,
+//! first-frame drop flags), chained on the shared streaming scheduler
+//! ([`crate::model::streaming`]).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use framestream_kernels::{DeviceBuffer, Element};
-use framestream_kernels::conv::{Activation, ConvWeights, Padding, Strategy};
-use framestream_kernels::copy::copy;
+use framestream_kernels::conv::{ConvWeights, Padding, Strategy};
 use framestream_kernels::elementwise::combine;
 use framestream_kernels::layout::{depth_to_space_3d, unpatchify};
 use framestream_kernels::noise::{add_plane, gaussian_plane, latent_input};
 use framestream_kernels::norm::{layer_norm, pixel_norm};
 use framestream_kernels::temporal::{Frames, TemporalConv3d, TimePadding};
 
-use super::{BlockWeights, DeviceWeights, Latent, LtxVae, ResWeights};
+use super::{BlockWeights, Latent, LtxVae, ResWeights};
 use super::config::Block;
 use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
+use crate::model::streaming::{FrameQueue, Level, Module, Pipeline, Stage, push_conv as push};
 
 /// What a decode stream draws and how it is cut.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,119 +30,9 @@ pub(crate) struct DecodeParams {
     pub piece_bytes: usize,
 }
 
-/// Frames waiting between two modules, and whether the end of the stream follows them.
-struct FrameQueue {
-    frame_len: usize,
-    /// Buffers and the first frame of each not yet taken.
-    pieces: VecDeque<(Frames, usize)>,
-    frames: usize,
-    /// The end marker, until it is passed on.
-    end: bool,
-}
-
-impl FrameQueue {
-    fn new(frame_len: usize) -> Self {
-        Self { frame_len, pieces: VecDeque::new(), frames: 0, end: false }
-    }
-
-    fn push(&mut self, frames: Frames) {
-        if frames.frames > 0 {
-            self.frames += frames.frames;
-            self.pieces.push_back((frames, 0));
-        }
-    }
-
-    fn ready(&self) -> bool {
-        self.frames > 0 || self.end
-    }
-
-    /// Up to `max` frames from the front buffer (none when only the end is left), and
-    /// whether the end follows them (then it is passed on).
-    fn take<E: Element>(&mut self, device: &Device, max: usize) -> Result<(Option<Frames>, bool)> {
-        let taken = match self.pieces.front_mut() {
-            None => None,
-            Some((piece, start)) => {
-                let n = max.min(piece.frames - *start);
-                let out = if *start == 0 && n == piece.frames {
-                    self.pieces.pop_front().expect("front").0
-                } else {
-                    let buffer = device.alloc_as::<E>(n * self.frame_len, 0)?;
-                    let len = self.frame_len;
-                    with_client!(device, client => {
-                        copy::<_, E>(client, &piece.buffer, *start * len, &buffer, 0, n * len)
-                    });
-                    *start += n;
-                    if *start == piece.frames {
-                        self.pieces.pop_front();
-                    }
-                    Frames { buffer, frames: n }
-                };
-                self.frames -= n;
-                Some(out)
-            }
-        };
-        let end = self.end && self.frames == 0;
-        if end {
-            self.end = false;
-        }
-        Ok((taken, end))
-    }
-
-    /// Exactly `n` frames (at most those queued) in one buffer of room for `room` frames.
-    fn take_exact<E: Element>(&mut self, device: &Device, n: usize, room: usize) -> Result<DeviceBuffer> {
-        assert!(n <= self.frames, "{n} frames asked of a queue of {}", self.frames);
-        if let Some((piece, 0)) = self.pieces.front() && piece.frames == n && room <= n {
-            self.frames -= n;
-            return Ok(self.pieces.pop_front().expect("front").0.buffer);
-        }
-        let len = self.frame_len;
-        let out = device.alloc_as::<E>(n * len, room.max(n) * len)?;
-        let mut done = 0;
-        while done < n {
-            let (piece, start) = self.pieces.front_mut().expect("queued frames");
-            let k = (n - done).min(piece.frames - *start);
-            with_client!(device, client => {
-                copy::<_, E>(client, &piece.buffer, *start * len, &out, done * len, k * len)
-            });
-            *start += k;
-            done += k;
-            if *start == piece.frames {
-                self.pieces.pop_front();
-            }
-        }
-        self.frames -= n;
-        Ok(out)
-    }
-}
-
-struct Level {
-    height: usize,
-    width: usize,
-}
-
-impl Level {
-    fn pixels(&self) -> usize {
-        self.height * self.width
-    }
-}
-
 fn conv3d<E: Element>(weights: &ConvWeights, level: &Level, padding: Padding, causal: bool, strategy: Strategy) -> TemporalConv3d<E> {
     let time = if causal { TimePadding::CausalReplicate } else { TimePadding::Replicate };
     TemporalConv3d::new(weights.clone(), (level.height, level.width), padding, time, strategy)
-}
-
-/// Runs a temporal convolution on the device's client.
-fn push<E: Element>(
-    device: &Device,
-    conv: &mut TemporalConv3d<E>,
-    x: Option<&Frames>,
-    end: bool,
-    residual: Option<&DeviceBuffer>,
-) -> Option<Frames> {
-    let (body, n) = x.map_or((None, 0), |f| (Some(&f.buffer), f.frames));
-    with_client!(device, client => {
-        conv.push(client, body, n, end, Activation::None, residual.map(|r| (r, 1.0)))
-    })
 }
 
 /// `PixelNorm → (1+scale, shift) → SiLU` into a new buffer.
@@ -174,7 +59,15 @@ struct ResModule<E: Element> {
     skip: FrameQueue,
 }
 
-impl<E: Element> ResModule<E> {
+impl<E: Element> Module<E> for ResModule<E> {
+    /// Its convolutions' caches, noise planes, and the residual frames waiting for the body
+    /// path (at most a step of `piece` frames and the two it lags, each `output` values).
+    fn state_len(&self, piece: usize, output: usize) -> usize {
+        let shortcut = self.shortcut.as_ref().map_or(0, |(_, _, c)| c.cache_len());
+        let noise = if self.noise.is_some() { 2 * self.level.pixels() } else { 0 };
+        self.conv1.cache_len() + self.conv2.cache_len() + shortcut + noise + (piece + 2) * output
+    }
+
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         let pixels = self.level.pixels();
         let mut body = None;
@@ -227,7 +120,11 @@ struct UpsampleModule<E: Element> {
     residual: Option<FrameQueue>,
 }
 
-impl<E: Element> UpsampleModule<E> {
+impl<E: Element> Module<E> for UpsampleModule<E> {
+    fn state_len(&self, piece: usize, output: usize) -> usize {
+        self.conv.cache_len() + if self.residual.is_some() { (piece + 2) * output } else { 0 }
+    }
+
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         let (h, w) = (self.level.height, self.level.width);
         let (st, sh, sw) = self.stride;
@@ -269,7 +166,11 @@ struct HeadModule<E: Element> {
     out_channels: usize,
 }
 
-impl<E: Element> HeadModule<E> {
+impl<E: Element> Module<E> for HeadModule<E> {
+    fn state_len(&self, _piece: usize, _output: usize) -> usize {
+        self.conv.cache_len()
+    }
+
     fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
         let pixels = self.level.pixels();
         let h = match x {
@@ -288,89 +189,14 @@ impl<E: Element> HeadModule<E> {
     }
 }
 
-enum Module<E: Element> {
-    ConvIn(TemporalConv3d<E>),
-    Res(Box<ResModule<E>>),
-    Upsample(Box<UpsampleModule<E>>),
-    Head(Box<HeadModule<E>>),
-}
-
-impl<E: Element> Module<E> {
-    /// Elements the module carries between steps at most, besides what it queues: its
-    /// convolutions' caches, noise planes, and the residual frames waiting for the body
-    /// path (at most a step of `piece` frames and the two it lags, each `output` values).
-    fn state_len(&self, piece: usize, output: usize) -> usize {
-        match self {
-            Module::ConvIn(conv) => conv.cache_len(),
-            Module::Res(m) => {
-                let shortcut = m.shortcut.as_ref().map_or(0, |(_, _, c)| c.cache_len());
-                let noise = if m.noise.is_some() { 2 * m.level.pixels() } else { 0 };
-                m.conv1.cache_len() + m.conv2.cache_len() + shortcut + noise + (piece + 2) * output
-            }
-            Module::Upsample(m) => m.conv.cache_len() + if m.residual.is_some() { (piece + 2) * output } else { 0 },
-            Module::Head(m) => m.conv.cache_len(),
-        }
-    }
-
-    fn push(&mut self, device: &Device, x: Option<Frames>, end: bool) -> Result<Option<Frames>> {
-        match self {
-            Module::ConvIn(conv) => Ok(push(device, conv, x.as_ref(), end, None)),
-            Module::Res(m) => m.push(device, x, end),
-            Module::Upsample(m) => m.push(device, x, end),
-            Module::Head(m) => m.push(device, x, end),
-        }
-    }
-}
-
-/// One decode of one latent: call [`pull`](Decoder::pull) until it returns `None`.
-pub(crate) struct Decoder<E: Element> {
-    device: Device,
-    /// Keeps the statistics alive (the modules share the convolution weights).
-    weights: Arc<DeviceWeights>,
-    modules: Vec<Module<E>>,
-    /// `queues[i]` feeds module `i`; the last holds finished pixel frames.
-    queues: Vec<FrameQueue>,
-    /// Frames per step of each module.
-    pieces: Vec<usize>,
-    /// Values per input frame, and output values per input frame, of each module.
-    frame_lens: Vec<(usize, usize)>,
-    /// Frames each module takes in over the whole decode.
-    frames_in: Vec<usize>,
-    /// What `pieces` were sized for: the bytes a step may produce, the device's largest buffer.
-    piece_bytes: usize,
-    max_buffer: usize,
-    latent: Arc<Latent>,
-    next_latent: usize,
-    seed: u64,
-    noise_scale: f32,
-    /// Height, width and channels of a pixel frame.
-    pub frame: (usize, usize, usize),
-}
-
-/// Frames per step of each module (`frame_lens`: values per input frame and output values per
-/// input frame): a step's largest buffer (its input, or its output with one more frame from
-/// the end flush) within `piece_bytes` and within one device buffer, at least one frame, and
-/// no more than the module ever sees (which also keeps the plan to what is used).
-fn step_frames<E: Element>(frame_lens: &[(usize, usize)], frames_in: &[usize], piece_bytes: usize, max_buffer: usize) -> Vec<usize> {
-    frame_lens
-        .iter()
-        .zip(frames_in)
-        .map(|(&(input, output), &frames)| {
-            let per_frame = size_of::<E>() * input.max(output);
-            let fit = |bytes: usize| (bytes / per_frame).saturating_sub(1);
-            fit(piece_bytes).min(fit(max_buffer)).max(1).min(frames.max(1))
-        })
-        .collect()
-}
-
 /// The id of an injected noise plane: (block, resblock, slot) above the channel ids of
 /// the latent noise.
 fn plane_id(block: usize, resblock: usize, slot: usize) -> u32 {
     0x8000_0000 | (block as u32) << 16 | (resblock as u32) << 1 | slot as u32
 }
 
-impl<E: Element> Decoder<E> {
-    pub fn new(vae: &LtxVae, latent: Arc<Latent>, device: &Device, params: &DecodeParams) -> Result<Self> {
+/// The decode of `latent` on `device`, computed in `E`.
+pub(crate) fn pipeline<E: Element>(vae: &LtxVae, latent: Arc<Latent>, device: &Device, params: &DecodeParams) -> Result<Pipeline<E>> {
         let config = vae.config();
         let weights = vae.on::<E>(device)?;
         let ada = vae.ada(params.timestep)?;
@@ -386,12 +212,13 @@ impl<E: Element> Decoder<E> {
                 level.width, level.height
             )));
         }
-        let mut modules = vec![Module::ConvIn(conv3d(&weights.conv_in, &level, padding, causal, strategy))];
-        // Values per input frame, and output values per input frame, of each module.
-        let mut frame_lens = vec![(level.pixels() * config.latent_channels, level.pixels() * config.width())];
-        // Frames each module takes in over the whole decode.
         let mut frames = latent.frames;
-        let mut frames_in = vec![frames];
+        let mut stages = vec![Stage {
+            module: Box::new(conv3d::<E>(&weights.conv_in, &level, padding, causal, strategy)) as Box<dyn Module<E>>,
+            input: level.pixels() * config.latent_channels,
+            output: level.pixels() * config.width(),
+            frames_in: frames,
+        }];
         for (i, (block, block_weights)) in config.blocks.iter().zip(&weights.blocks).enumerate() {
             let res_module = |level: &Level, w: &ResWeights, cin: usize, cout: usize, j: usize, noise: bool| -> Result<ResModule<E>> {
                 let ada = match ada.blocks.get(i).and_then(|b| b.get(j)) {
@@ -415,7 +242,7 @@ impl<E: Element> Decoder<E> {
                     (s.norm_weight.clone(), s.norm_bias.clone(), conv3d(&s.conv, level, padding, causal, strategy))
                 });
                 Ok(ResModule {
-                    level: Level { ..*level },
+                    level: *level,
                     cin,
                     cout,
                     conv1: conv3d(&w.conv1, level, padding, causal, strategy),
@@ -429,23 +256,26 @@ impl<E: Element> Decoder<E> {
             match (*block, block_weights) {
                 (Block::Mid { channels, inject_noise, .. }, BlockWeights::Mid(res)) => {
                     for (j, w) in res.iter().enumerate() {
-                        modules.push(Module::Res(Box::new(res_module(&level, w, channels, channels, j, inject_noise)?)));
-                        frame_lens.push((level.pixels() * channels, level.pixels() * channels));
-                        frames_in.push(frames);
+                        let module = Box::new(res_module(&level, w, channels, channels, j, inject_noise)?);
+                        let len = level.pixels() * channels;
+                        stages.push(Stage { module, input: len, output: len, frames_in: frames });
                     }
                 }
                 (Block::Res { cin, cout }, BlockWeights::Res(w)) => {
-                    modules.push(Module::Res(Box::new(res_module(&level, w, cin, cout, 0, false)?)));
-                    frame_lens.push((level.pixels() * cin, level.pixels() * cout));
-                    frames_in.push(frames);
+                    stages.push(Stage {
+                        module: Box::new(res_module(&level, w, cin, cout, 0, false)?),
+                        input: level.pixels() * cin,
+                        output: level.pixels() * cout,
+                        frames_in: frames,
+                    });
                 }
                 (Block::Upsample { cin, axes, reduction, residual }, BlockWeights::Upsample(w)) => {
                     let out = cin / reduction;
                     let stride = axes.stride();
                     let next = Level { height: stride.1 * level.height, width: stride.2 * level.width };
                     let temporal = stride.0 == 2;
-                    modules.push(Module::Upsample(Box::new(UpsampleModule {
-                        level: Level { ..level },
+                    let module = Box::new(UpsampleModule {
+                        level,
                         cin,
                         stride,
                         reduction,
@@ -453,10 +283,10 @@ impl<E: Element> Decoder<E> {
                         drop_conv: temporal,
                         drop_residual: temporal,
                         residual: residual.then(|| FrameQueue::new(next.pixels() * out)),
-                    })));
+                    });
                     // `stride.0` output frames per input frame.
-                    frame_lens.push((level.pixels() * cin, stride.0 * next.pixels() * out));
-                    frames_in.push(frames);
+                    let output = stride.0 * next.pixels() * out;
+                    stages.push(Stage { module, input: level.pixels() * cin, output, frames_in: frames });
                     if temporal {
                         frames = (2 * frames).saturating_sub(1);
                     }
@@ -467,141 +297,32 @@ impl<E: Element> Decoder<E> {
         }
         let (p, oc) = (config.patch_size, config.out_channels);
         let channels = config.head_channels();
-        modules.push(Module::Head(Box::new(HeadModule {
-            level: Level { ..level },
-            channels,
-            ada: ada.head.as_ref().map(upload_pair).transpose()?,
-            conv: conv3d(&weights.conv_out, &level, padding, causal, strategy),
-            patch: p,
-            out_channels: oc,
-        })));
-        frame_lens.push((level.pixels() * channels, level.pixels() * p * p * oc));
-        frames_in.push(frames);
-        let frame = (level.height * p, level.width * p, oc);
-
-        // Even a one-frame step must fit one device buffer.
-        let max_buffer = device.max_buffer_bytes() as usize;
-        let size = size_of::<E>();
-        let pieces = step_frames::<E>(&frame_lens, &frames_in, params.piece_bytes, max_buffer);
-        let mut queues = Vec::new();
-        for (i, (&(input, output), &piece)) in frame_lens.iter().zip(&pieces).enumerate() {
-            queues.push(FrameQueue::new(input));
-            if size * (piece + 1) * output > max_buffer || size * input > max_buffer {
-                return Err(Error::Device(format!(
-                    "decoder module {i} needs {:.1} MiB for its smallest step, over this device's \
-                     {:.1} MiB buffer limit ({}): decode a smaller latent",
-                    (size * input.max(2 * output)) as f64 / (1 << 20) as f64,
-                    max_buffer as f64 / (1 << 20) as f64,
-                    device.info().adapter
-                )));
-            }
-        }
-        queues.push(FrameQueue::new(frame.0 * frame.1 * frame.2));
-        let noise_scale = if config.timestep_conditioning { params.noise_scale } else { 0.0 };
-        Ok(Self {
-            device: device.clone(),
-            weights,
-            modules,
-            queues,
-            pieces,
-            frame_lens,
-            frames_in,
-            piece_bytes: params.piece_bytes,
-            max_buffer,
-            latent,
-            next_latent: 0,
-            seed: params.seed,
-            noise_scale,
-            frame,
-        })
-    }
-
-    /// Device bytes this decode holds at most (besides the model's weights) while it hands
-    /// out chunks of `chunk` frames: every module's carried state, the frames queued
-    /// between modules (at most one step's output each, as the deepest module with work
-    /// runs first), the temporaries of one step, and the output frames (in `E`, and as
-    /// the f32 chunk handed on).
-    pub fn planned_bytes(&self, chunk: usize) -> usize {
-        let size = size_of::<E>();
-        let steps = self.modules.iter().zip(&self.pieces).zip(&self.frame_lens);
-        let (mut held, mut step) = (0usize, 0usize);
-        for ((module, &piece), &(input, output)) in steps {
-            held += module.state_len(piece, output) + (piece + 2) * output.max(input);
-            // A step holds its input, the normalised input, two convolution outputs, the
-            // residual taken and the output at once, at most.
-            step = step.max(6 * (piece + 1) * input.max(output));
-        }
-        let frame = self.frame.0 * self.frame.1 * self.frame.2;
-        size * (held + step + 2 * chunk * frame) + 4 * chunk * frame
-    }
-
-    /// Device bytes a step may produce.
-    pub fn piece_bytes(&self) -> usize {
-        self.piece_bytes
-    }
-
-    /// Halves the bytes a step may produce, before the first [`pull`](Self::pull); false
-    /// (and nothing changed) when every module already steps one frame at a time.
-    pub fn halve_steps(&mut self) -> bool {
-        if self.pieces.iter().all(|&p| p == 1) {
-            return false;
-        }
-        self.piece_bytes /= 2;
-        self.pieces = step_frames::<E>(&self.frame_lens, &self.frames_in, self.piece_bytes, self.max_buffer);
-        true
-    }
-
-    /// The next `n` pixel frames `[n, H, W, C]` in a buffer with room for `room` frames
-    /// (fewer frames only at the end), or `None` when the video is complete.
-    pub fn pull(&mut self, n: usize, room: usize) -> Result<Option<Frames>> {
-        let out = self.queues.len() - 1;
-        while self.queues[out].frames < n && !self.queues[out].end {
-            self.step()?;
-        }
-        let queue = &mut self.queues[out];
-        let frames = n.min(queue.frames);
-        if frames == 0 {
-            return Ok(None);
-        }
-        let buffer = queue.take_exact::<E>(&self.device, frames, room)?;
-        Ok(Some(Frames { buffer, frames }))
-    }
-
-    /// Runs the deepest module with work, or feeds latent frames when none has any.
-    fn step(&mut self) -> Result<()> {
-        let last = self.modules.len();
-        let Some(i) = (0..last).rev().find(|&i| self.queues[i].ready()) else {
-            return self.feed();
-        };
-        let (x, end) = self.queues[i].take::<E>(&self.device, self.pieces[i])?;
-        let out = self.modules[i].push(&self.device, x, end)?;
-        let next = &mut self.queues[i + 1];
-        if let Some(out) = out {
-            next.push(out);
-        }
-        next.end |= end;
-        Ok(())
-    }
-
-    /// Mixes and un-normalizes the next latent frames into conv_in's queue.
-    fn feed(&mut self) -> Result<()> {
-        let latent = &self.latent;
-        let total = latent.frames;
-        assert!(self.next_latent < total, "fed past the end of the latent");
-        let n = self.pieces[0].min(total - self.next_latent);
-        let frame_len = latent.height * latent.width * latent.channels;
-        let start = self.next_latent;
-        let input = self.device.upload_as::<E>(&latent.data[start * frame_len..(start + n) * frame_len])?;
-        let out = self.device.alloc_as::<E>(n * frame_len, 0)?;
-        let dims = (n, latent.height, latent.width, latent.channels);
-        let (seed, s) = (self.seed, self.noise_scale);
-        let (mean, std) = (&self.weights.mean, &self.weights.std);
-        with_client!(self.device, client => {
-            latent_input::<_, E>(client, &input, dims, (mean, std), (seed, start as u32, s), &out)
+        stages.push(Stage {
+            module: Box::new(HeadModule {
+                level,
+                channels,
+                ada: ada.head.as_ref().map(upload_pair).transpose()?,
+                conv: conv3d(&weights.conv_out, &level, padding, causal, strategy),
+                patch: p,
+                out_channels: oc,
+            }),
+            input: level.pixels() * channels,
+            output: level.pixels() * p * p * oc,
+            frames_in: frames,
         });
-        self.next_latent += n;
-        self.queues[0].push(Frames { buffer: out, frames: n });
-        self.queues[0].end = self.next_latent == total;
-        Ok(())
-    }
+        let frame = (level.height * p, level.width * p, oc);
+        let (seed, noise_scale) = (params.seed, if config.timestep_conditioning { params.noise_scale } else { 0.0 });
+        // Mixes and un-normalizes latent frames `start..start + n` (the closure keeps the
+        // statistics alive; the modules share the convolution weights).
+        let feed = move |device: &Device, start: usize, n: usize| -> Result<Frames> {
+            let frame_len = latent.height * latent.width * latent.channels;
+            let input = device.upload_as::<E>(&latent.data[start * frame_len..(start + n) * frame_len])?;
+            let out = device.alloc_as::<E>(n * frame_len, 0)?;
+            let dims = (n, latent.height, latent.width, latent.channels);
+            with_client!(device, client => {
+                latent_input::<_, E>(client, &input, dims, (&weights.mean, &weights.std), (seed, start as u32, noise_scale), &out)
+            });
+            Ok(Frames { buffer: out, frames: n })
+        };
+        Pipeline::new(device, stages, Box::new(feed), frame, params.piece_bytes)
 }

@@ -7,7 +7,6 @@
 
 mod config;
 mod decoder;
-mod latent;
 mod names;
 
 use std::path::Path;
@@ -18,8 +17,8 @@ use framestream_kernels::conv::{ConvWeights, Strategy};
 
 pub use config::{Axes, Block, LtxConfig};
 pub use framestream_kernels::conv::Padding;
-pub(crate) use decoder::{DecodeParams, Decoder};
-pub use latent::Latent;
+pub(crate) use decoder::{DecodeParams, pipeline};
+pub use crate::model::latent::Latent;
 // Also here: the decoder had it first.
 pub use crate::model::Precision;
 
@@ -98,6 +97,9 @@ impl LtxVae {
     }
 
     fn from_file(path: &Path, file: WeightFile, config_json: Option<std::path::PathBuf>) -> Result<Self> {
+        if crate::model::wan::is_wan(&file) {
+            return Err(weights_error(path, "a Wan VAE, not an LTX VAE: load it with WanVae (or VideoVae, which tells them apart)"));
+        }
         let file = names::strip_vae_prefix(&file);
         let (config, file) = if names::is_diffusers(&file) {
             let config_path = config_json.ok_or_else(|| {
@@ -337,7 +339,7 @@ impl LtxVae {
 }
 
 /// `407 M`, `2.3 M`, `13 k`: a count for people.
-fn count(n: usize) -> String {
+pub(crate) fn count(n: usize) -> String {
     match n {
         n if n >= 10_000_000 => format!("{} M", (n + 500_000) / 1_000_000),
         n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
