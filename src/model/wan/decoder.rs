@@ -25,7 +25,8 @@ fn conv3d<E: Element>(weights: &ConvWeights, level: Level, strategy: Strategy) -
     TemporalConv3d::new(weights.clone(), (level.height, level.width), Padding::Zeros, TimePadding::CausalZeros, strategy)
 }
 
-/// A convolution of every frame, no temporal state.
+/// A convolution's output for `x`, a frame for every frame: Wan's convolutions are causal
+/// (their history is cached) or one frame deep.
 fn conv_frames<E: Element>(device: &Device, conv: &mut TemporalConv3d<E>, x: &Frames, residual: Option<&DeviceBuffer>) -> Frames {
     push_conv(device, conv, Some(x), false, residual).expect("a convolution of frames emits every frame")
 }
@@ -310,10 +311,8 @@ pub(crate) fn pipeline<E: Element>(vae: &WanVae, latent: Arc<Latent>, device: &D
     let head = HeadModule { level, channels: h, gain: weights.head_gain.clone(), conv: conv3d(&weights.head, level, strategy), patch: p };
     add(Box::new(head), level.pixels() * h, level.pixels() * 3 * p * p, frames);
     let frame = (level.height * p, level.width * p, 3);
-    // Uploads latent frames `start..start + n` (the closure keeps the weights alive; the
-    // modules share their buffers).
+    // Uploads latent frames `start..start + n` (the modules hold their weights' buffers).
     let feed = move |device: &Device, start: usize, n: usize| -> Result<Frames> {
-        let _weights = &weights;
         let frame_len = latent.height * latent.width * latent.channels;
         let buffer = device.upload_as::<E>(&latent.data[start * frame_len..(start + n) * frame_len])?;
         Ok(Frames { buffer, frames: n })
