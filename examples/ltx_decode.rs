@@ -23,7 +23,6 @@
 
 mod common;
 
-
 use framestream::model::WeightFile;
 use framestream::prelude::*;
 

@@ -54,7 +54,8 @@ pub use stream::{
 
 /// Everything a pipeline needs, in one import.
 pub mod prelude {
-    pub use crate::model::ltx::{Latent, LtxVae};
+    pub use crate::model::Latent;
+    pub use crate::model::ltx::LtxVae;
     pub use crate::model::wan::WanVae;
     pub use crate::sink::{Batch, Report, TensorFileOptions, collect, drain, write_tensor};
     pub use crate::source::{Concat, FrameSender, ImageBatch, LtxVaeDecode, Opened, TestPattern, WanVaeDecode, channel};

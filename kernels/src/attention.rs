@@ -5,9 +5,9 @@
 //! each); output `[frames, tokens, C]` with `o_i = Σ_j softmax_j(q_i·k_j / √C) v_j` over the
 //! tokens of the same frame. A cube takes 8 queries × 32 lanes and walks the keys in tiles of
 //! 32: the 32 scores of a query come from query and key slices staged in shared memory (64
-//! channels at a time), the running maximum and sum are updated in a fixed-order tree, and
-//! each lane keeps the output channels `lane + 32k` of its query in registers. Every sum has
-//! a fixed order, so results are reproducible.
+//! channels at a time) meet in shared memory, every lane of a query updates the running maximum
+//! and sum from them in the same order, and each lane keeps the output channels `lane + 32k` of
+//! its query in registers. Every sum has a fixed order, so results are reproducible.
 
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
@@ -25,33 +25,6 @@ const SLICE: u32 = 64;
 /// channel `d` fall in different banks).
 const KEY_STRIDE: u32 = SLICE + 1;
 
-/// Reduces `v` over the 32 lanes of this query's row in `scratch` (sum, or maximum when
-/// `max`), in a fixed order; every lane gets the result.
-#[cube]
-fn lane_reduce(scratch: &mut SharedMemory<f32>, v: f32, #[comptime] max: bool) -> f32 {
-    let row = UNIT_POS_Y * LANES;
-    let lane = UNIT_POS_X;
-    scratch[(row + lane) as usize] = v;
-    sync_cube();
-    #[unroll]
-    for level in 0..5u32 {
-        let half = LANES >> (level + 1);
-        if lane < half {
-            let a = scratch[(row + lane) as usize];
-            let b = scratch[(row + lane + half) as usize];
-            if comptime!(max) {
-                scratch[(row + lane) as usize] = select(a > b, a, b);
-            } else {
-                scratch[(row + lane) as usize] = a + b;
-            }
-        }
-        sync_cube();
-    }
-    let total = scratch[row as usize];
-    sync_cube();
-    total
-}
-
 #[cube(launch_unchecked)]
 fn attention_kernel<F: Float>(
     qkv: &Array<F>,
@@ -67,7 +40,6 @@ fn attention_kernel<F: Float>(
     let mut queries = SharedMemory::<f32>::new(comptime!((QUERIES * SLICE) as usize));
     let mut keys = SharedMemory::<f32>::new(comptime!((KEYS * KEY_STRIDE) as usize));
     let mut weights = SharedMemory::<f32>::new(comptime!((QUERIES * KEYS) as usize));
-    let mut scratch = SharedMemory::<f32>::new(comptime!((QUERIES * LANES) as usize));
     let mut acc = Array::<f32>::new(comptime!(per_lane as usize));
     #[unroll]
     for k in 0..per_lane {
@@ -128,18 +100,30 @@ fn attention_kernel<F: Float>(
                 c0 += SLICE;
             }
             let key_live = key0 + lane < tokens;
-            score = select(key_live, score * scale, f32::new(-3.0e38));
+            weights[(row * KEYS + lane) as usize] = select(key_live, score * scale, f32::new(-3.0e38));
+            sync_cube();
 
-            // Online softmax: rescale what was summed under the old maximum.
-            let tile_max = lane_reduce(&mut scratch, score, true);
+            // Online softmax: every lane of the row reads the tile's 32 scores in the same
+            // order, so all hold the same maximum, weights and sum; what was summed under the
+            // old maximum is rescaled by `alpha`.
+            let keys_here = select(tokens - key0 < KEYS, tokens - key0, KEYS);
+            let mut tile_max = f32::new(-3.0e38);
+            for j in 0..keys_here {
+                let s = weights[(row * KEYS + j) as usize];
+                tile_max = select(s > tile_max, s, tile_max);
+            }
             let new_max = select(tile_max > max, tile_max, max);
             let alpha = f32::exp(max - new_max);
-            let p = select(key_live, f32::exp(score - new_max), 0.0f32);
-            weights[(row * KEYS + lane) as usize] = p;
-            sum = sum * alpha + lane_reduce(&mut scratch, p, false);
+            let mut p = Array::<f32>::new(comptime!(KEYS as usize));
+            let mut tile_sum = 0.0f32;
+            for j in 0..keys_here {
+                let e = f32::exp(weights[(row * KEYS + j) as usize] - new_max);
+                p[j as usize] = e;
+                tile_sum += e;
+            }
+            sum = sum * alpha + tile_sum;
             max = new_max;
 
-            let keys_here = select(tokens - key0 < KEYS, tokens - key0, KEYS);
             #[unroll]
             for k in 0..per_lane {
                 let c = lane + k * LANES;
@@ -147,7 +131,7 @@ fn attention_kernel<F: Float>(
                 if c < channels {
                     for j in 0..keys_here {
                         let v = f32::cast_from(qkv[frame_base + ((key0 + j) * stride + 2 * channels + c) as usize]);
-                        a += weights[(row * KEYS + j) as usize] * v;
+                        a += p[j as usize] * v;
                     }
                 }
                 acc[k as usize] = a;

@@ -164,20 +164,20 @@ pub fn depth_to_space_3d<R: Runtime, E: Element>(
     launch::<R, E>(client, input, (h, w, c), out, shape, 1, op);
 }
 
-/// Splits each frame of `[frames, h, w, 2c]` into two frames of `c` channels, the first `c`
-/// channels giving the earlier frame: `out[2t + a, y, x, ch] = in[t, y, x, a·c + ch]` (Wan's
-/// time upsampler). Output `[2·frames, h, w, c]`.
+/// Splits each frame of `[frames, h, w, channels]` into two frames of `c = channels/2`
+/// channels, the first `c` channels giving the earlier frame: `out[2t + a, y, x, ch] =
+/// in[t, y, x, a·c + ch]` (Wan's time upsampler). Output `[2·frames, h, w, channels/2]`.
 pub fn split_time_blocks<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
-    (frames, h, w, c): (usize, usize, usize, usize),
+    (frames, h, w, channels): (usize, usize, usize, usize),
     out: &DeviceBuffer,
 ) {
-    assert!(c > 0 && c.is_multiple_of(2), "a time split needs an even channel count");
-    assert_eq!(input.len(), product(&[frames, h, w, c], "time split input"), "time split input size");
-    let shape = (product(&[2, frames], "time split frames"), h, w, c / 2);
+    assert!(channels > 0 && channels.is_multiple_of(2), "a time split needs an even channel count");
+    assert_eq!(input.len(), product(&[frames, h, w, channels], "time split input"), "time split input size");
+    let shape = (product(&[2, frames], "time split frames"), h, w, channels / 2);
     let op = Op::DepthToSpace3d { drop_first: false, block_major: true, st: 2, sh: 1, sw: 1 };
-    launch::<R, E>(client, input, (h, w, c), out, shape, 1, op);
+    launch::<R, E>(client, input, (h, w, channels), out, shape, 1, op);
 }
 
 /// Wan 2.2's parameter-free up shortcut (`DupUp3D`): the `c` channels of `[frames, h, w, c]`

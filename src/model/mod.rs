@@ -16,7 +16,22 @@ pub use weights::{Tensor, WeightFile, save_safetensors};
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// An error about the weight file at `path`.
+pub(crate) fn weights_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Weights { path: path.to_path_buf(), message: message.into() }
+}
+
+/// `407 M`, `2.3 M`, `13 k`: a count for people.
+pub(crate) fn count(n: usize) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{} M", (n + 500_000) / 1_000_000),
+        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{} k", (n + 500) / 1000),
+        n => n.to_string(),
+    }
+}
 
 /// A video VAE decoder of any family framestream decodes, told apart by its tensors.
 #[derive(Clone, Debug)]

@@ -277,6 +277,15 @@ impl WeightFile {
         self.tensors.keys().map(String::as_str)
     }
 
+    /// Whether any tensor's name starts with `prefix`.
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        use std::ops::Bound;
+        self.tensors
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .next()
+            .is_some_and(|(name, _)| name.starts_with(prefix))
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }

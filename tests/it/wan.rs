@@ -121,6 +121,21 @@ async fn bad_checkpoints_and_latents_say_what_is_wrong() {
     });
     let err = WanVae::load(&head).unwrap_err().to_string();
     assert!(err.contains("decoder.head.2") && err.contains("3 (Wan 2.1) or 12"), "{err}");
+    // A gap in the module numbering: the modules after it are not silently skipped.
+    let gap = rewritten(&file, "w21-gap.safetensors", |n, s, d| (!n.starts_with("decoder.upsamples.9.")).then_some((s, d)));
+    let err = WanVae::load(&gap).unwrap_err().to_string();
+    assert!(err.contains("decoder.upsamples.10.") && err.contains("gap"), "{err}");
+    // Zero latent channels: refused at load, not at upload or decode.
+    let empty = rewritten(&file, "w21-zero.safetensors", |n, s, d| {
+        Some(match n {
+            "conv2.weight" => (vec![0, 0, 1, 1, 1], vec![]),
+            "conv2.bias" => (vec![0], vec![]),
+            "decoder.conv1.weight" => (vec![s[0], 0, 3, 3, 3], vec![]),
+            _ => (s, d),
+        })
+    });
+    let err = WanVae::load(&empty).unwrap_err().to_string();
+    assert!(err.contains("conv2 has 0 channels"), "{err}");
     // Not a Wan VAE: an LTX VAE, the reference frames, a folder that is not a diffusers one.
     let ltx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ltx/v2.safetensors");
     let err = WanVae::load(&ltx).unwrap_err().to_string();

@@ -104,14 +104,15 @@ struct DecodeArgs {
     /// Which latent of a batch to decode.
     #[arg(long)]
     batch_index: Option<usize>,
-    /// Seed of the decode noise.
+    /// Seed of the decode noise (LTX-Video 0.9.1–0.9.8; LTX-2 and Wan take none).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Decode timestep (the timestep-conditioned LTX-Video 0.9.1–0.9.8; LTX-2 takes none).
+    /// Decode timestep (the timestep-conditioned LTX-Video 0.9.1–0.9.8; LTX-2 and Wan take
+    /// none).
     #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_TIMESTEP)]
     timestep: f32,
-    /// Share of noise mixed into the latent, 0 for none (LTX-Video 0.9.1–0.9.8; LTX-2 takes
-    /// none).
+    /// Share of noise mixed into the latent, 0 for none (LTX-Video 0.9.1–0.9.8; LTX-2 and Wan
+    /// take none).
     #[arg(long, default_value_t = LtxVaeDecode::DEFAULT_NOISE_SCALE)]
     noise_scale: f32,
     /// Spatial padding of the convolutions: zeros, reflect or replicate (default: the

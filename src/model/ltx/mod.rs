@@ -25,6 +25,7 @@ pub use crate::model::Precision;
 use crate::device::{Device, ModelKey, with_client};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightFile;
+use crate::model::{count, weights_error};
 
 /// An LTX VAE decoder: its architecture and weights (memory-mapped; uploaded once per
 /// device).
@@ -47,10 +48,6 @@ impl std::fmt::Debug for LtxVae {
             .field("padding", &self.padding)
             .finish_non_exhaustive()
     }
-}
-
-fn weights_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::Weights { path: path.to_path_buf(), message: message.into() }
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -335,16 +332,6 @@ impl LtxVae {
         };
         let hidden: Vec<f64> = linear(x, "linear_1")?.into_iter().map(|v| v / (1.0 + (-v).exp())).collect();
         linear(&hidden, "linear_2")
-    }
-}
-
-/// `407 M`, `2.3 M`, `13 k`: a count for people.
-pub(crate) fn count(n: usize) -> String {
-    match n {
-        n if n >= 10_000_000 => format!("{} M", (n + 500_000) / 1_000_000),
-        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
-        n if n >= 10_000 => format!("{} k", (n + 500) / 1000),
-        n => n.to_string(),
     }
 }
 

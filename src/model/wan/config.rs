@@ -5,13 +5,20 @@
 
 use crate::model::weights::WeightFile;
 
-/// The two released layouts.
+/// Bounds a file's shapes must keep to (the releases: 1024 channels, 4 up blocks, 3
+/// upsamplers), so no size a hostile file declares can overflow.
+const MAX_CHANNELS: usize = 1 << 16;
+const MAX_BLOCKS: usize = 16;
+const MAX_UPSAMPLERS: usize = 8;
+
+/// The two released layouts, told apart by their names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WanVersion {
-    /// Wan 2.1 (also Wan 2.2 A14B): flat up blocks, no shortcut around them, no patch.
+    /// Wan 2.1 (also Wan 2.2 A14B): flat `decoder.upsamples.N`, no shortcut around the up
+    /// blocks, upsamplers halving the channels.
     V21,
-    /// Wan 2.2 (TI2V-5B): nested up blocks with a parameter-free `DupUp3D` shortcut, output
-    /// unpatchified with patch 2.
+    /// Wan 2.2 (TI2V-5B): nested `decoder.upsamples.i.upsamples.j` with a parameter-free
+    /// `DupUp3D` shortcut around each up block that upsamples, upsamplers keeping the channels.
     V22,
 }
 
@@ -43,10 +50,12 @@ pub struct UpBlock {
 }
 
 impl UpBlock {
+    /// The block's input channels (a detected block is never empty).
     pub fn cin(&self) -> usize {
         self.res.first().map_or_else(|| self.resample.as_ref().map_or(0, |r| r.cin), |r| r.cin)
     }
 
+    /// The block's output channels.
     pub fn cout(&self) -> usize {
         match (&self.resample, self.res.last()) {
             (Some(r), _) => r.cout,
@@ -83,8 +92,7 @@ fn dims(file: &WeightFile, name: &str) -> Result<(usize, usize), String> {
 }
 
 fn has_prefix(file: &WeightFile, prefix: &str) -> bool {
-    let prefix = format!("{prefix}.");
-    file.names().any(|n| n.starts_with(&prefix))
+    file.has_prefix(&format!("{prefix}."))
 }
 
 /// A resblock or a Resample at `prefix`: `Ok(None)` when nothing is there.
@@ -122,17 +130,17 @@ impl WanConfig {
         if z != z_in || z != z_conv {
             return Err(format!("conv2 maps {z_in} to {z} channels but decoder.conv1 takes {z_conv}"));
         }
-        let nested = file.names().any(|n| n.starts_with("decoder.upsamples.0.upsamples.0."));
+        let nested = file.has_prefix("decoder.upsamples.0.upsamples.0.");
         let version = if nested { WanVersion::V22 } else { WanVersion::V21 };
         let mut blocks = Vec::new();
         if nested {
-            for i in 0.. {
+            for i in 0..=MAX_BLOCKS {
                 let block = format!("decoder.upsamples.{i}");
                 if !has_prefix(file, &block) {
                     break;
                 }
                 let mut up = UpBlock { res: Vec::new(), resample: None, shortcut: false };
-                for j in 0.. {
+                for j in 0..=MAX_BLOCKS {
                     match part(file, &format!("{block}.upsamples.{j}"))? {
                         None => break,
                         Some(Part::Res(r)) if up.resample.is_none() => up.res.push(r),
@@ -146,7 +154,7 @@ impl WanConfig {
             }
         } else {
             let mut up = UpBlock { res: Vec::new(), resample: None, shortcut: false };
-            for n in 0.. {
+            for n in 0..=MAX_BLOCKS * MAX_BLOCKS {
                 match part(file, &format!("decoder.upsamples.{n}"))? {
                     None => break,
                     Some(Part::Res(r)) => up.res.push(r),
@@ -174,13 +182,50 @@ impl WanConfig {
             s => return Err(format!("decoder.head.2.weight has shape {s:?}: expected a 3×3×3 kernel [3 or 12, C, 3, 3, 3]")),
         };
         let config = Self { version, latent_channels: z, width, blocks, head_channels, patch_size };
+        config.validate()?;
         config.check_chain()?;
+        // A decoder tensor the graph does not read: a module after a gap in the numbering
+        // would be skipped silently.
+        let read: std::collections::BTreeSet<String> = config.tensors().into_iter().map(|(n, _)| n).collect();
+        if let Some(extra) = file.names().find(|n| (n.starts_with("decoder.") || n.starts_with("conv2.")) && !read.contains(*n)) {
+            return Err(format!("{extra} is not part of the decoder the other tensors describe (a gap in the module numbering?)"));
+        }
         Ok(config)
     }
 
-    /// The released decoder of `version` (WAN_VAE.md §2): Wan 2.1 (z 16, widths 384/384/192/96,
-    /// as in `Wan2.1_VAE.pth`) or Wan 2.2 (z 48, widths 1024/1024/1024/512/256, as in
-    /// `Wan2.2_VAE.pth`), three resblocks per up block.
+    /// Sizes within the bounds, no empty block.
+    fn validate(&self) -> Result<(), String> {
+        if self.blocks.is_empty() || self.blocks.len() > MAX_BLOCKS {
+            return Err(format!("{} up blocks (1 to {MAX_BLOCKS})", self.blocks.len()));
+        }
+        let upsamplers = self.blocks.iter().filter(|b| b.resample.is_some()).count();
+        if upsamplers > MAX_UPSAMPLERS {
+            return Err(format!("{upsamplers} upsamplers (at most {MAX_UPSAMPLERS})"));
+        }
+        let mut widths = vec![("conv2", self.latent_channels), ("decoder.conv1", self.width), ("decoder.head", self.head_channels)];
+        for (i, block) in self.blocks.iter().enumerate() {
+            if block.res.is_empty() && block.resample.is_none() {
+                return Err(format!("up block {i} has no modules"));
+            }
+            if block.res.len() > MAX_BLOCKS {
+                return Err(format!("up block {i} has {} resblocks (at most {MAX_BLOCKS})", block.res.len()));
+            }
+            for r in &block.res {
+                widths.extend([(r.prefix.as_str(), r.cin), (r.prefix.as_str(), r.cout)]);
+            }
+            if let Some(r) = &block.resample {
+                widths.extend([(r.prefix.as_str(), r.cin), (r.prefix.as_str(), r.cout)]);
+            }
+        }
+        match widths.iter().find(|(_, c)| *c == 0 || *c > MAX_CHANNELS) {
+            Some((name, c)) => Err(format!("{name} has {c} channels (1 to {MAX_CHANNELS})")),
+            None => Ok(()),
+        }
+    }
+
+    /// The released decoder of `version` (WAN_VAE.md §2), three resblocks per up block: Wan
+    /// 2.1 (z 16; middle and up blocks at 384, 384, 384, 192, 96 channels, as in
+    /// `Wan2.1_VAE.pth`) or Wan 2.2 (z 48; 1024, 1024, 1024, 512, 256, as in `Wan2.2_VAE.pth`).
     pub fn released(version: WanVersion) -> Self {
         let res = |prefix: String, cin: usize, cout: usize| ResBlock { prefix, cin, cout };
         let resample = |prefix: String, cin: usize, cout: usize, time: bool| Some(Resample { prefix, cin, cout, time });
@@ -305,19 +350,21 @@ impl WanConfig {
     /// Elements the decode carries between chunks at a `(height, width)` latent: two frames
     /// of every cached convolution's input (WAN_VAE.md §4.4).
     pub fn carried_state(&self, (height, width): (usize, usize)) -> usize {
-        let mut pixels = height * width;
+        // In u128: any validated config times any latent side below 2^32 fits.
+        let n = |v: usize| v as u128;
+        let mut pixels = n(height) * n(width);
         // conv1's input, and the middle's two resblocks (two cached convolutions each).
-        let mut values = pixels * (self.latent_channels + 4 * self.width);
+        let mut values = pixels * n(self.latent_channels + 4 * self.width);
         for block in &self.blocks {
-            values += pixels * block.res.iter().map(|r| r.cin + r.cout).sum::<usize>();
+            values += pixels * block.res.iter().map(|r| n(r.cin + r.cout)).sum::<u128>();
             if let Some(r) = &block.resample {
                 if r.time {
-                    values += pixels * r.cin;
+                    values += pixels * n(r.cin);
                 }
                 pixels *= 4;
             }
         }
-        2 * (values + pixels * self.head_channels)
+        usize::try_from(2 * (values + pixels * n(self.head_channels))).unwrap_or(usize::MAX)
     }
 
     /// Pixels per latent pixel along each side: 2 per upsampler, times the patch.

@@ -275,7 +275,8 @@ pub(crate) fn pipeline<E: Element>(vae: &WanVae, latent: Arc<Latent>, device: &D
         qkv: conv3d(&weights.attention.qkv, level, strategy),
         proj: conv3d(&weights.attention.proj, level, strategy),
     };
-    add(Box::new(attention), len, len, frames);
+    // A stage's `output` sizes its steps: its largest buffer per input frame (here q, k, v).
+    add(Box::new(attention), len, 3 * len, frames);
     add(Box::new(ResModule::<E>::new(&weights.middle[1], level, (width, width), strategy)), len, len, frames);
     for (block, w) in config.blocks.iter().zip(&weights.blocks) {
         let time = block.resample.as_ref().is_some_and(|r| r.time);
@@ -284,7 +285,7 @@ pub(crate) fn pipeline<E: Element>(vae: &WanVae, latent: Arc<Latent>, device: &D
         if let Some(queue) = &queue {
             let tap = ShortcutTap { level, cin: block.cin(), cout: block.cout(), st, queue: queue.clone(), first: true };
             let len = level.pixels() * block.cin();
-            add(Box::new(tap), len, len, frames);
+            add(Box::new(tap), len, len.max(st * level.doubled().pixels() * block.cout()), frames);
         }
         for (r, rw) in block.res.iter().zip(&w.res) {
             let module = ResModule::<E>::new(rw, level, (r.cin, r.cout), strategy);
@@ -300,7 +301,8 @@ pub(crate) fn pipeline<E: Element>(vae: &WanVae, latent: Arc<Latent>, device: &D
                 shortcut: queue,
                 first: true,
             };
-            add(Box::new(module), level.pixels() * r.cin, st * next.pixels() * r.cout, frames);
+            // Its largest buffer: the nearest ×2 frames (cin channels) or the output.
+            add(Box::new(module), level.pixels() * r.cin, st * next.pixels() * r.cin.max(r.cout), frames);
             if time {
                 frames = (2 * frames).saturating_sub(1);
             }

@@ -17,8 +17,8 @@ pub use config::{Resample, ResBlock, UpBlock, WanConfig, WanVersion};
 pub(crate) use decoder::pipeline;
 
 use crate::device::{Device, ModelKey, with_client};
-use crate::error::{Error, Result};
-use crate::model::Precision;
+use crate::error::Result;
+use crate::model::{Precision, count, weights_error};
 use crate::model::weights::WeightFile;
 
 /// A Wan VAE decoder: its architecture and weights (memory-mapped; uploaded once per device).
@@ -35,10 +35,6 @@ impl std::fmt::Debug for WanVae {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WanVae").field("name", &self.name).field("config", &self.config).finish_non_exhaustive()
     }
-}
-
-fn weights_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::Weights { path: path.to_path_buf(), message: message.into() }
 }
 
 /// Whether `file` holds a Wan VAE decoder, in the official or diffusers naming.
@@ -130,7 +126,7 @@ impl WanVae {
 
     /// What was recognised, for people: "Wan 2.1 VAE, 73 M parameters".
     pub fn description(&self) -> String {
-        format!("{} VAE, {} parameters", self.config.version_name(), crate::model::ltx::count(self.parameters()))
+        format!("{} VAE, {} parameters", self.config.version_name(), count(self.parameters()))
     }
 
     /// Uploads the weights to `device` now, for decodes in `precision` (else the first such

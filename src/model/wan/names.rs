@@ -64,6 +64,10 @@ pub fn diffusers_to_official(file: &WeightFile) -> WeightFile {
         }
         let (from, to) = paths.iter().find(|(p, _)| name.len() > p.len() && name.starts_with(p.as_str()) && name.as_bytes()[p.len()] == b'.')?;
         let tail = &name[from.len() + 1..];
+        if !from.contains(".resnets.") {
+            // Upsamplers (`resample.1`, `time_conv`) and attention keep their names.
+            return Some(format!("{to}.{tail}"));
+        }
         let tail = [("norm1.", "residual.0."), ("conv1.", "residual.2."), ("norm2.", "residual.3."), ("conv2.", "residual.6."), ("conv_shortcut.", "shortcut.")]
             .iter()
             .find_map(|(d, o)| tail.strip_prefix(d).map(|t| format!("{o}{t}")))
