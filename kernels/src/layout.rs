@@ -153,15 +153,10 @@ pub fn depth_to_space_3d<R: Runtime, E: Element>(
     drop_first: bool,
     out: &DeviceBuffer,
 ) {
-    assert!([st, sh, sw].iter().all(|s| (1..=2).contains(s)), "depth-to-space strides are 1 or 2");
     let s = st * sh * sw;
     assert!(c % s == 0 && c > 0, "depth-to-space needs a multiple of {s} channels");
-    assert_eq!(input.len(), product(&[frames, h, w, c], "depth-to-space input"), "depth-to-space input size");
-    let out_frames = usize::saturating_sub(product(&[st, frames], "depth-to-space frames"), usize::from(drop_first));
-    let (oh, ow) = (product(&[sh, h], "depth-to-space height"), product(&[sw, w], "depth-to-space width"));
-    let shape = (out_frames, oh, ow, product(&[c / s, repeat], "depth-to-space channels"));
-    let op = Op::DepthToSpace3d { drop_first, block_major: false, st: st as u32, sh: sh as u32, sw: sw as u32 };
-    launch::<R, E>(client, input, (h, w, c), out, shape, 1, op);
+    let out_c = product(&[c / s, repeat], "depth-to-space channels");
+    shuffle_3d::<R, E>(client, input, (frames, h, w, c), (st, sh, sw), (out_c, 1), drop_first, false, out);
 }
 
 /// Splits each frame of `[frames, h, w, channels]` into two frames of `c = channels/2`
@@ -174,10 +169,7 @@ pub fn split_time_blocks<R: Runtime, E: Element>(
     out: &DeviceBuffer,
 ) {
     assert!(channels > 0 && channels.is_multiple_of(2), "a time split needs an even channel count");
-    assert_eq!(input.len(), product(&[frames, h, w, channels], "time split input"), "time split input size");
-    let shape = (product(&[2, frames], "time split frames"), h, w, channels / 2);
-    let op = Op::DepthToSpace3d { drop_first: false, block_major: true, st: 2, sh: 1, sw: 1 };
-    launch::<R, E>(client, input, (h, w, channels), out, shape, 1, op);
+    shuffle_3d::<R, E>(client, input, (frames, h, w, channels), (2, 1, 1), (channels / 2, 1), false, true, out);
 }
 
 /// Wan 2.2's parameter-free up shortcut (`DupUp3D`): the `c` channels of `[frames, h, w, c]`
@@ -190,20 +182,35 @@ pub fn repeat_depth_to_space_3d<R: Runtime, E: Element>(
     client: &ComputeClient<R>,
     input: &DeviceBuffer,
     (frames, h, w, c): (usize, usize, usize, usize),
-    (st, sh, sw): (usize, usize, usize),
+    stride: (usize, usize, usize),
     out_c: usize,
     drop_first: bool,
     out: &DeviceBuffer,
 ) {
-    assert!([st, sh, sw].iter().all(|s| (1..=2).contains(s)), "depth-to-space strides are 1 or 2");
-    let s = st * sh * sw;
-    let repeated = product(&[out_c, s], "repeat depth-to-space channels");
+    let repeated = product(&[out_c, stride.0, stride.1, stride.2], "repeat depth-to-space channels");
     assert!(c > 0 && out_c > 0 && repeated.is_multiple_of(c), "channels repeat a whole number of times");
-    assert_eq!(input.len(), product(&[frames, h, w, c], "repeat depth-to-space input"), "repeat depth-to-space input size");
+    shuffle_3d::<R, E>(client, input, (frames, h, w, c), stride, (out_c, repeated / c), drop_first, false, out);
+}
+
+/// The depth-to-space launches: `out_c` output channels from the input's channels repeated
+/// element-wise `interleave` times (see [`Op::DepthToSpace3d`]).
+#[allow(clippy::too_many_arguments)]
+fn shuffle_3d<R: Runtime, E: Element>(
+    client: &ComputeClient<R>,
+    input: &DeviceBuffer,
+    (frames, h, w, c): (usize, usize, usize, usize),
+    (st, sh, sw): (usize, usize, usize),
+    (out_c, interleave): (usize, usize),
+    drop_first: bool,
+    block_major: bool,
+    out: &DeviceBuffer,
+) {
+    assert!([st, sh, sw].iter().all(|s| (1..=2).contains(s)), "depth-to-space strides are 1 or 2");
+    assert_eq!(input.len(), product(&[frames, h, w, c], "depth-to-space input"), "depth-to-space input size");
     let out_frames = usize::saturating_sub(product(&[st, frames], "depth-to-space frames"), usize::from(drop_first));
-    let shape = (out_frames, sh * h, sw * w, out_c);
-    let op = Op::DepthToSpace3d { drop_first, block_major: false, st: st as u32, sh: sh as u32, sw: sw as u32 };
-    launch::<R, E>(client, input, (h, w, c), out, shape, repeated / c, op);
+    let (oh, ow) = (product(&[sh, h], "depth-to-space height"), product(&[sw, w], "depth-to-space width"));
+    let op = Op::DepthToSpace3d { drop_first, block_major, st: st as u32, sh: sh as u32, sw: sw as u32 };
+    launch::<R, E>(client, input, (h, w, c), out, (out_frames, oh, ow, out_c), interleave, op);
 }
 
 /// LTX unpatchify (patch p): `[frames, h, w, c·p²]` → `[frames, p·h, p·w, c]` with
