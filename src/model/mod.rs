@@ -12,6 +12,7 @@ pub mod weights;
 
 pub use latent::Latent;
 pub use precision::Precision;
+pub(crate) use precision::with_element;
 pub use weights::{Tensor, WeightFile, save_safetensors};
 
 use std::path::Path;

@@ -5,6 +5,28 @@ use framestream_kernels::Element;
 use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
 
+/// `$body` with `$E` the element type of `$precision` (f32, f16 or bf16): the one place a
+/// runtime precision becomes a type parameter.
+macro_rules! with_element {
+    ($precision:expr, $E:ident => $body:expr) => {
+        match $precision {
+            $crate::model::Precision::F32 => {
+                type $E = f32;
+                $body
+            }
+            $crate::model::Precision::F16 => {
+                type $E = half::f16;
+                $body
+            }
+            $crate::model::Precision::BF16 => {
+                type $E = half::bf16;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_element;
+
 /// The element type a model computes its activations in (weights are converted to it);
 /// frames enter and leave as f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -8,6 +8,7 @@ use framestream_kernels::Element;
 use crate::error::{Error, Result};
 use crate::model::ltx::{DecodeParams, Latent, LtxVae, Precision, pipeline};
 use crate::model::streaming::decode_stream;
+use crate::model::with_element;
 use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
 
 /// Frames of an LTX latent: `8·(T−1)+1` frames of `32h × 32w` for every released decoder
@@ -161,11 +162,7 @@ impl Source for LtxVaeDecode {
             piece_bytes: self.piece_bytes,
         };
         request.emit(crate::EventKind::Info { message: self.description() });
-        match self.precision {
-            Precision::F32 => self.decode::<f32>(request, params),
-            Precision::F16 => self.decode::<half::f16>(request, params),
-            Precision::BF16 => self.decode::<half::bf16>(request, params),
-        }
+        with_element!(self.precision, E => self.decode::<E>(request, params))
     }
 }
 

@@ -7,6 +7,7 @@ use framestream_kernels::Element;
 use crate::error::{Error, Result};
 use crate::model::{Latent, Precision};
 use crate::model::streaming::decode_stream;
+use crate::model::with_element;
 use crate::model::wan::{WanVae, WanVersion, pipeline};
 use crate::stream::{FrameStream, OpenRequest, Rational, Source, StreamInfo};
 
@@ -120,10 +121,6 @@ impl Source for WanVaeDecode {
 
     fn stream(&self, request: &OpenRequest) -> FrameStream {
         request.emit(crate::EventKind::Info { message: self.description() });
-        match self.precision {
-            Precision::F32 => self.decode::<f32>(request),
-            Precision::F16 => self.decode::<half::f16>(request),
-            Precision::BF16 => self.decode::<half::bf16>(request),
-        }
+        with_element!(self.precision, E => self.decode::<E>(request))
     }
 }

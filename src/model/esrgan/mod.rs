@@ -20,6 +20,7 @@ use super::Precision;
 use super::weights::WeightFile;
 use crate::device::{Device, ModelKey, with_client};
 use crate::error::{Error, Result};
+use crate::model::with_element;
 
 /// Bounds on what a file may describe, checked before anything is sized from it (released
 /// models have 64 features, 3 image channels, 23 blocks and scale 4 at most).
@@ -180,11 +181,7 @@ impl UpscaleModel {
     /// and precision, on a stream of their own: they belong to the model, not to the
     /// pipeline that first asked). An error where the device lacks the type.
     pub fn on_in(&self, device: &Device, precision: Precision) -> Result<Arc<DeviceModel>> {
-        match precision {
-            Precision::F32 => self.upload::<f32>(device),
-            Precision::F16 => self.upload::<half::f16>(device),
-            Precision::BF16 => self.upload::<half::bf16>(device),
-        }
+        with_element!(precision, E => self.upload::<E>(device))
     }
 
     fn upload<E: Element>(&self, device: &Device) -> Result<Arc<DeviceModel>> {
@@ -255,11 +252,7 @@ impl DeviceModel {
         input: &framestream_kernels::DeviceBuffer,
         dims: (usize, usize, usize),
     ) -> Result<framestream_kernels::DeviceBuffer> {
-        match self.precision {
-            Precision::F32 => self.forward_in::<f32>(device, input, dims),
-            Precision::F16 => self.forward_in::<half::f16>(device, input, dims),
-            Precision::BF16 => self.forward_in::<half::bf16>(device, input, dims),
-        }
+        with_element!(self.precision, E => self.forward_in::<E>(device, input, dims))
     }
 
     fn forward_in<E: Element>(

@@ -25,7 +25,7 @@ pub use crate::model::Precision;
 use crate::device::{Device, ModelKey, with_client};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightFile;
-use crate::model::{count, weights_error};
+use crate::model::{count, weights_error, with_element};
 
 /// An LTX VAE decoder: its architecture and weights (memory-mapped; uploaded once per
 /// device).
@@ -197,11 +197,7 @@ impl LtxVae {
     /// Uploads the weights to `device` now, for decodes in `precision` (else the first such
     /// decode on it does).
     pub fn upload_to(&self, device: &Device, precision: Precision) -> Result<()> {
-        match precision {
-            Precision::F32 => self.on::<f32>(device).map(drop),
-            Precision::F16 => self.on::<half::f16>(device).map(drop),
-            Precision::BF16 => self.on::<half::bf16>(device).map(drop),
-        }
+        with_element!(precision, E => self.on::<E>(device).map(drop))
     }
 
     /// The weights on `device` as `E`, uploaded once per device and type on a stream of

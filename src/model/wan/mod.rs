@@ -18,7 +18,7 @@ pub(crate) use decoder::pipeline;
 
 use crate::device::{Device, ModelKey, with_client};
 use crate::error::Result;
-use crate::model::{Precision, count, weights_error};
+use crate::model::{Precision, count, weights_error, with_element};
 use crate::model::weights::WeightFile;
 
 /// A Wan VAE decoder: its architecture and weights (memory-mapped; uploaded once per device).
@@ -132,11 +132,7 @@ impl WanVae {
     /// Uploads the weights to `device` now, for decodes in `precision` (else the first such
     /// decode on it does).
     pub fn upload_to(&self, device: &Device, precision: Precision) -> Result<()> {
-        match precision {
-            Precision::F32 => self.on::<f32>(device).map(drop),
-            Precision::F16 => self.on::<half::f16>(device).map(drop),
-            Precision::BF16 => self.on::<half::bf16>(device).map(drop),
-        }
+        with_element!(precision, E => self.on::<E>(device).map(drop))
     }
 
     /// The weights on `device` as `E`, uploaded once per device and type.
