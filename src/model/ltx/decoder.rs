@@ -197,132 +197,132 @@ fn plane_id(block: usize, resblock: usize, slot: usize) -> u32 {
 
 /// The decode of `latent` on `device`, computed in `E`.
 pub(crate) fn pipeline<E: Element>(vae: &LtxVae, latent: Arc<Latent>, device: &Device, params: &DecodeParams) -> Result<Pipeline<E>> {
-        let config = vae.config();
-        let weights = vae.on::<E>(device)?;
-        let ada = vae.ada(params.timestep)?;
-        let upload_pair = |p: &(Vec<f32>, Vec<f32>)| -> Result<(DeviceBuffer, DeviceBuffer)> {
-            Ok((device.upload_as::<E>(&p.0)?, device.upload_as::<E>(&p.1)?))
-        };
-        let (padding, causal, strategy) = (vae.padding(), config.causal, weights.strategy);
-        let mut level = Level { height: latent.height, width: latent.width };
-        if padding == Padding::Reflect && (level.height < 2 || level.width < 2) {
-            return Err(Error::shape(format!(
-                "a {}x{} latent is too small for reflection padding (sides ≥ 2); decode with zeros \
-                 or replicate padding",
-                level.width, level.height
-            )));
-        }
-        let mut frames = latent.frames;
-        let mut stages = vec![Stage {
-            module: Box::new(conv3d::<E>(&weights.conv_in, &level, padding, causal, strategy)) as Box<dyn Module<E>>,
-            input: level.pixels() * config.latent_channels,
-            output: level.pixels() * config.width(),
-            frames_in: frames,
-        }];
-        for (i, (block, block_weights)) in config.blocks.iter().zip(&weights.blocks).enumerate() {
-            let res_module = |level: &Level, w: &ResWeights, cin: usize, cout: usize, j: usize, noise: bool| -> Result<ResModule<E>> {
-                let ada = match ada.blocks.get(i).and_then(|b| b.get(j)) {
-                    Some([a, b]) if !matches!(block, Block::Res { .. }) => [Some(upload_pair(a)?), Some(upload_pair(b)?)],
-                    _ => [None, None],
-                };
-                let noise = match (&w.noise_scales, noise) {
-                    (Some((s1, s2)), true) => {
-                        let plane = |slot| -> Result<DeviceBuffer> {
-                            let out = device.alloc_as::<E>(level.pixels(), 0)?;
-                            with_client!(device, client => {
-                                gaussian_plane::<_, E>(client, params.seed, plane_id(i, j, slot), (level.height, level.width), &out)
-                            });
-                            Ok(out)
-                        };
-                        Some([(plane(0)?, s1.clone()), (plane(1)?, s2.clone())])
-                    }
-                    _ => None,
-                };
-                let shortcut = w.shortcut.as_ref().map(|s| {
-                    (s.norm_weight.clone(), s.norm_bias.clone(), conv3d(&s.conv, level, padding, causal, strategy))
-                });
-                Ok(ResModule {
-                    level: *level,
-                    cin,
-                    cout,
-                    conv1: conv3d(&w.conv1, level, padding, causal, strategy),
-                    conv2: conv3d(&w.conv2, level, padding, causal, strategy),
-                    shortcut,
-                    ada,
-                    noise,
-                    skip: FrameQueue::new(level.pixels() * cout),
-                })
+    let config = vae.config();
+    let weights = vae.on::<E>(device)?;
+    let ada = vae.ada(params.timestep)?;
+    let upload_pair = |p: &(Vec<f32>, Vec<f32>)| -> Result<(DeviceBuffer, DeviceBuffer)> {
+        Ok((device.upload_as::<E>(&p.0)?, device.upload_as::<E>(&p.1)?))
+    };
+    let (padding, causal, strategy) = (vae.padding(), config.causal, weights.strategy);
+    let mut level = Level { height: latent.height, width: latent.width };
+    if padding == Padding::Reflect && (level.height < 2 || level.width < 2) {
+        return Err(Error::shape(format!(
+            "a {}x{} latent is too small for reflection padding (sides ≥ 2); decode with zeros \
+             or replicate padding",
+            level.width, level.height
+        )));
+    }
+    let mut frames = latent.frames;
+    let mut stages = vec![Stage {
+        module: Box::new(conv3d::<E>(&weights.conv_in, &level, padding, causal, strategy)) as Box<dyn Module<E>>,
+        input: level.pixels() * config.latent_channels,
+        output: level.pixels() * config.width(),
+        frames_in: frames,
+    }];
+    for (i, (block, block_weights)) in config.blocks.iter().zip(&weights.blocks).enumerate() {
+        let res_module = |level: &Level, w: &ResWeights, cin: usize, cout: usize, j: usize, noise: bool| -> Result<ResModule<E>> {
+            let ada = match ada.blocks.get(i).and_then(|b| b.get(j)) {
+                Some([a, b]) if !matches!(block, Block::Res { .. }) => [Some(upload_pair(a)?), Some(upload_pair(b)?)],
+                _ => [None, None],
             };
-            match (*block, block_weights) {
-                (Block::Mid { channels, inject_noise, .. }, BlockWeights::Mid(res)) => {
-                    for (j, w) in res.iter().enumerate() {
-                        let module = Box::new(res_module(&level, w, channels, channels, j, inject_noise)?);
-                        let len = level.pixels() * channels;
-                        stages.push(Stage { module, input: len, output: len, frames_in: frames });
-                    }
+            let noise = match (&w.noise_scales, noise) {
+                (Some((s1, s2)), true) => {
+                    let plane = |slot| -> Result<DeviceBuffer> {
+                        let out = device.alloc_as::<E>(level.pixels(), 0)?;
+                        with_client!(device, client => {
+                            gaussian_plane::<_, E>(client, params.seed, plane_id(i, j, slot), (level.height, level.width), &out)
+                        });
+                        Ok(out)
+                    };
+                    Some([(plane(0)?, s1.clone()), (plane(1)?, s2.clone())])
                 }
-                (Block::Res { cin, cout }, BlockWeights::Res(w)) => {
-                    stages.push(Stage {
-                        module: Box::new(res_module(&level, w, cin, cout, 0, false)?),
-                        input: level.pixels() * cin,
-                        output: level.pixels() * cout,
-                        frames_in: frames,
-                    });
-                }
-                (Block::Upsample { cin, axes, reduction, residual }, BlockWeights::Upsample(w)) => {
-                    let out = cin / reduction;
-                    let stride = axes.stride();
-                    let next = Level { height: stride.1 * level.height, width: stride.2 * level.width };
-                    let temporal = stride.0 == 2;
-                    let module = Box::new(UpsampleModule {
-                        level,
-                        cin,
-                        stride,
-                        reduction,
-                        conv: conv3d(w, &level, padding, causal, strategy),
-                        drop_conv: temporal,
-                        drop_residual: temporal,
-                        residual: residual.then(|| FrameQueue::new(next.pixels() * out)),
-                    });
-                    // `stride.0` output frames per input frame.
-                    let output = stride.0 * next.pixels() * out;
-                    stages.push(Stage { module, input: level.pixels() * cin, output, frames_in: frames });
-                    if temporal {
-                        frames = (2 * frames).saturating_sub(1);
-                    }
-                    level = next;
-                }
-                _ => unreachable!("weights are uploaded from the config"),
-            }
-        }
-        let (p, oc) = (config.patch_size, config.out_channels);
-        let channels = config.head_channels();
-        stages.push(Stage {
-            module: Box::new(HeadModule {
-                level,
-                channels,
-                ada: ada.head.as_ref().map(upload_pair).transpose()?,
-                conv: conv3d(&weights.conv_out, &level, padding, causal, strategy),
-                patch: p,
-                out_channels: oc,
-            }),
-            input: level.pixels() * channels,
-            output: level.pixels() * p * p * oc,
-            frames_in: frames,
-        });
-        let frame = (level.height * p, level.width * p, oc);
-        let (seed, noise_scale) = (params.seed, if config.timestep_conditioning { params.noise_scale } else { 0.0 });
-        // Mixes and un-normalizes latent frames `start..start + n` (the closure keeps the
-        // statistics alive; the modules share the convolution weights).
-        let feed = move |device: &Device, start: usize, n: usize| -> Result<Frames> {
-            let frame_len = latent.height * latent.width * latent.channels;
-            let input = device.upload_as::<E>(&latent.data[start * frame_len..(start + n) * frame_len])?;
-            let out = device.alloc_as::<E>(n * frame_len, 0)?;
-            let dims = (n, latent.height, latent.width, latent.channels);
-            with_client!(device, client => {
-                latent_input::<_, E>(client, &input, dims, (&weights.mean, &weights.std), (seed, start as u32, noise_scale), &out)
+                _ => None,
+            };
+            let shortcut = w.shortcut.as_ref().map(|s| {
+                (s.norm_weight.clone(), s.norm_bias.clone(), conv3d(&s.conv, level, padding, causal, strategy))
             });
-            Ok(Frames { buffer: out, frames: n })
+            Ok(ResModule {
+                level: *level,
+                cin,
+                cout,
+                conv1: conv3d(&w.conv1, level, padding, causal, strategy),
+                conv2: conv3d(&w.conv2, level, padding, causal, strategy),
+                shortcut,
+                ada,
+                noise,
+                skip: FrameQueue::new(level.pixels() * cout),
+            })
         };
-        Pipeline::new(device, stages, Box::new(feed), frame, params.piece_bytes)
+        match (*block, block_weights) {
+            (Block::Mid { channels, inject_noise, .. }, BlockWeights::Mid(res)) => {
+                for (j, w) in res.iter().enumerate() {
+                    let module = Box::new(res_module(&level, w, channels, channels, j, inject_noise)?);
+                    let len = level.pixels() * channels;
+                    stages.push(Stage { module, input: len, output: len, frames_in: frames });
+                }
+            }
+            (Block::Res { cin, cout }, BlockWeights::Res(w)) => {
+                stages.push(Stage {
+                    module: Box::new(res_module(&level, w, cin, cout, 0, false)?),
+                    input: level.pixels() * cin,
+                    output: level.pixels() * cout,
+                    frames_in: frames,
+                });
+            }
+            (Block::Upsample { cin, axes, reduction, residual }, BlockWeights::Upsample(w)) => {
+                let out = cin / reduction;
+                let stride = axes.stride();
+                let next = Level { height: stride.1 * level.height, width: stride.2 * level.width };
+                let temporal = stride.0 == 2;
+                let module = Box::new(UpsampleModule {
+                    level,
+                    cin,
+                    stride,
+                    reduction,
+                    conv: conv3d(w, &level, padding, causal, strategy),
+                    drop_conv: temporal,
+                    drop_residual: temporal,
+                    residual: residual.then(|| FrameQueue::new(next.pixels() * out)),
+                });
+                // `stride.0` output frames per input frame.
+                let output = stride.0 * next.pixels() * out;
+                stages.push(Stage { module, input: level.pixels() * cin, output, frames_in: frames });
+                if temporal {
+                    frames = (2 * frames).saturating_sub(1);
+                }
+                level = next;
+            }
+            _ => unreachable!("weights are uploaded from the config"),
+        }
+    }
+    let (p, oc) = (config.patch_size, config.out_channels);
+    let channels = config.head_channels();
+    stages.push(Stage {
+        module: Box::new(HeadModule {
+            level,
+            channels,
+            ada: ada.head.as_ref().map(upload_pair).transpose()?,
+            conv: conv3d(&weights.conv_out, &level, padding, causal, strategy),
+            patch: p,
+            out_channels: oc,
+        }),
+        input: level.pixels() * channels,
+        output: level.pixels() * p * p * oc,
+        frames_in: frames,
+    });
+    let frame = (level.height * p, level.width * p, oc);
+    let (seed, noise_scale) = (params.seed, if config.timestep_conditioning { params.noise_scale } else { 0.0 });
+    // Mixes and un-normalizes latent frames `start..start + n` (the closure keeps the
+    // statistics alive; the modules share the convolution weights).
+    let feed = move |device: &Device, start: usize, n: usize| -> Result<Frames> {
+        let frame_len = latent.height * latent.width * latent.channels;
+        let input = device.upload_as::<E>(&latent.data[start * frame_len..(start + n) * frame_len])?;
+        let out = device.alloc_as::<E>(n * frame_len, 0)?;
+        let dims = (n, latent.height, latent.width, latent.channels);
+        with_client!(device, client => {
+            latent_input::<_, E>(client, &input, dims, (&weights.mean, &weights.std), (seed, start as u32, noise_scale), &out)
+        });
+        Ok(Frames { buffer: out, frames: n })
+    };
+    Pipeline::new(device, stages, Box::new(feed), frame, params.piece_bytes)
 }

@@ -25,7 +25,7 @@ pub use crate::model::Precision;
 use crate::device::{Device, ModelKey, with_client};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightFile;
-use crate::model::{count, weights_error, with_element};
+use crate::model::{count, open_vae, weights_error, with_element};
 
 /// An LTX VAE decoder: its architecture and weights (memory-mapped; uploaded once per
 /// device).
@@ -68,21 +68,7 @@ impl LtxVae {
     /// the file): async code uses [`load_async`](Self::load_async).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let (file, config_json) = if path.is_dir() {
-            let model = path.join("diffusion_pytorch_model.safetensors");
-            let config = path.join("config.json");
-            if !model.is_file() || !config.is_file() {
-                return Err(weights_error(
-                    path,
-                    "a folder, but not a diffusers VAE folder (config.json and \
-                     diffusion_pytorch_model.safetensors)",
-                ));
-            }
-            (WeightFile::open(&model)?, Some(config))
-        } else {
-            let sibling = path.with_file_name("config.json");
-            (WeightFile::open(path)?, sibling.is_file().then_some(sibling))
-        };
+        let (file, config_json) = open_vae(path)?;
         Self::from_file(path, file, config_json)
     }
 
@@ -93,7 +79,14 @@ impl LtxVae {
         Self::from_file(&path, file, None)
     }
 
-    fn from_file(path: &Path, file: WeightFile, config_json: Option<std::path::PathBuf>) -> Result<Self> {
+    /// A decoder from `file`, opened from `path` with the `config.json` found there.
+    pub(crate) fn from_file(path: &Path, file: WeightFile, config_json: Option<std::path::PathBuf>) -> Result<Self> {
+        if path.is_dir() && config_json.is_none() {
+            return Err(weights_error(
+                path,
+                "a folder, but not a diffusers VAE folder (config.json and diffusion_pytorch_model.safetensors)",
+            ));
+        }
         if crate::model::wan::is_wan(&file) {
             return Err(weights_error(path, "a Wan VAE, not an LTX VAE: load it with WanVae (or VideoVae, which tells them apart)"));
         }

@@ -18,7 +18,7 @@ pub(crate) use decoder::pipeline;
 
 use crate::device::{Device, ModelKey, with_client};
 use crate::error::Result;
-use crate::model::{Precision, count, weights_error, with_element};
+use crate::model::{Precision, count, open_vae, weights_error, with_element};
 use crate::model::weights::WeightFile;
 
 /// A Wan VAE decoder: its architecture and weights (memory-mapped; uploaded once per device).
@@ -55,16 +55,7 @@ impl WanVae {
     /// reads the file): async code uses [`load_async`](Self::load_async).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = if path.is_dir() {
-            let model = path.join("diffusion_pytorch_model.safetensors");
-            if !model.is_file() {
-                return Err(weights_error(path, "a folder, but not a diffusers VAE folder (no diffusion_pytorch_model.safetensors)"));
-            }
-            WeightFile::open(&model)?
-        } else {
-            WeightFile::open(path)?
-        };
-        Self::from_file(path, file)
+        Self::from_file(path, open_vae(path)?.0)
     }
 
     /// A decoder from weights already open (or held in memory).
@@ -73,7 +64,8 @@ impl WanVae {
         Self::from_file(&path, file)
     }
 
-    fn from_file(path: &Path, file: WeightFile) -> Result<Self> {
+    /// A decoder from `file`, opened from `path`.
+    pub(crate) fn from_file(path: &Path, file: WeightFile) -> Result<Self> {
         let file = if names::is_diffusers(&file) { names::diffusers_to_official(&file) } else { file };
         if !config::is_official(&file) {
             let found: Vec<&str> = file.names().take(4).collect();
