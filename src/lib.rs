@@ -56,10 +56,11 @@ pub use stream::{
 pub mod prelude {
     pub use crate::model::Latent;
     pub use crate::model::ltx::LtxVae;
+    pub use crate::model::rife::RifeModel;
     pub use crate::model::wan::WanVae;
     pub use crate::sink::{Batch, Report, TensorFileOptions, collect, drain, write_tensor};
     pub use crate::source::{Concat, FrameSender, ImageBatch, LtxVaeDecode, Opened, TestPattern, WanVaeDecode, channel};
-    pub use crate::stage::{Blend, Filter, Map, Preview, PreviewImage, Resize, Skip, Take, Tee, Then, Upscale};
+    pub use crate::stage::{Blend, Filter, Interpolate, Map, Preview, PreviewImage, Resize, Skip, Take, Tee, Then, Upscale};
     #[cfg(feature = "video")]
     pub use crate::{
         sink::save_video,

@@ -4,6 +4,7 @@
     python3 tools/bench_torch_models.py ltx --latent 24x16 --frames 5,17 --dtype bf16
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16
     python3 tools/bench_torch_models.py wan --version 2.1 --latent 60x34 --frames 5,17 --dtype bf16
+    python3 tools/bench_torch_models.py rife --layout 4.18 --size 1280x720 --frames 5 --dtype f16
 
 `ltx`: the decoder of the layout the `ltx_decode` example builds (`--layout`, random weights):
 `0.9.5` is diffusers' `AutoencoderKLLTXVideo` (conv_in 128→1024, four levels of `--layers`
@@ -16,13 +17,22 @@ K32 and RRDBNet ×4 (`--rrdb-blocks`) loaded through spandrel's `ModelLoader` fr
 dicts in the Real-ESRGAN layout, on whole frames, chunks of `--frames`. `wan`: diffusers'
 `AutoencoderKLWan` with the released Wan 2.1 or Wan 2.2 decoder (the `wan_decode` example's
 `WanConfig::released`), random weights, decoding the VAE-space latent frame by frame with its
-feature cache (diffusers' `decode`).
+feature cache (diffusers' `decode`). `rife`: RIFE ×2 frame interpolation with the IFNet of
+tools/make_rife_fixtures.py (the released IFNet_HDv3 graph of `--layout` 4.6, 4.18 or 4.26) at the
+released block widths (192, 128, 96, 64; 4.26: 192, 128, 96, 64, 32; the Head encoder as
+released), random weights, `--frames` random frames already on the device, each consecutive pair
+interpolated at t = 0.5 with vs-rife's padding and `--scale`; as the released IFNet.forward (and
+vs-rife) do it, both frames of a pair are encoded for that pair (interior frames twice), unless
+`--encode-once` (every frame once, as framestream does); the warp runs in f32 (vs-rife's warp
+casts), on a cached grid.
 
 Prints frames/s and the peak memory PyTorch allocated, beside which the `ltx_decode`,
-`wan_decode` and `upscale` examples' tables compare. Runs on CPU too (`--device cpu`, small sizes) to check
+`wan_decode`, `upscale` and `interpolate` examples' tables compare. Runs on CPU too (`--device cpu`, small sizes) to check
 the script itself.
 """
 import argparse
+import os
+import sys
 import time
 
 import torch
@@ -260,6 +270,109 @@ def wan(args, device, dtype):
             del frames
 
 
+RIFE_LAYOUTS = {"4.6": "v46", "4.18": "v418", "4.26": "v426"}
+RIFE_WIDTHS = {"4.6": [192, 128, 96, 64], "4.18": [192, 128, 96, 64], "4.26": [192, 128, 96, 64, 32]}
+
+
+def rife_module():
+    """tools/make_rife_fixtures.py as a module, with a warp that runs on any device."""
+    try:
+        import safetensors.torch  # noqa: F401  (the fixture script imports it; nothing here uses it)
+    except ImportError:
+        import types
+
+        st = types.ModuleType("safetensors")
+        st.torch = types.ModuleType("safetensors.torch")
+        st.torch.load_file = st.torch.save_file = None
+        sys.modules["safetensors"], sys.modules["safetensors.torch"] = st, st.torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import make_rife_fixtures as fx
+
+    grids = {}
+
+    def warp(img, flow):
+        """The fixture's warp (grid_sample bilinear, border, align_corners=True on linspace + flow /
+        ((size - 1) / 2)), with the base grid cached per device and size and the sampling in f32."""
+        _, _, h, w = img.shape
+        key = (flow.device, h, w)
+        if key not in grids:
+            gx = torch.linspace(-1.0, 1.0, w, device=flow.device).view(1, 1, w).expand(1, h, w)
+            gy = torch.linspace(-1.0, 1.0, h, device=flow.device).view(1, h, 1).expand(1, h, w)
+            grids[key] = torch.stack([gx, gy], dim=-1)
+        flow = flow.float()
+        grid = grids[key] + torch.stack([flow[:, 0] / ((w - 1.0) / 2.0), flow[:, 1] / ((h - 1.0) / 2.0)], dim=-1)
+        out = torch.nn.functional.grid_sample(img.float(), grid, mode="bilinear", padding_mode="border",
+                                              align_corners=True)
+        return out.to(img.dtype)
+
+    fx.warp = warp
+    return fx
+
+
+class EncodedFeatures(torch.nn.Module):
+    """Stands in for IFNet.encode: hands back features computed beforehand, in call order."""
+
+    def __init__(self):
+        super().__init__()
+        self.queue = []
+
+    def forward(self, x):
+        return self.queue.pop(0)
+
+
+def rife(args, device, dtype):
+    if args.frames < 2:
+        raise SystemExit("rife: --frames must be at least 2")
+    fx = rife_module()
+    spec = dict(fx.LAYOUTS[RIFE_LAYOUTS[args.layout]], widths=RIFE_WIDTHS[args.layout])
+    net = fx.IFNet(spec)
+    fx.init_weights(net, spec["seed"])
+    params = sum(p.numel() for p in net.parameters())
+    net = net.eval().to(device=device, dtype=dtype)
+    w, h = size(args.size)
+    ph, pw = fx.pad_size(spec, args.scale, h, w)
+    once = args.encode_once and spec["enc"] is not None
+    encoder = "none" if spec["enc"] is None else (
+        f"Head 3->{spec['enc'][0]}->{spec['enc'][0]}->{spec['enc'][0]}->{spec['enc'][1]}, "
+        + ("every frame encoded once" if once else "both frames encoded per pair"))
+    print(f"RIFE {args.layout} IFNet (tools/make_rife_fixtures.py, widths {','.join(map(str, spec['widths']))}, "
+          f"encoder {encoder}; {params} parameters), {args.dtype}, {w}x{h} (padded {pw}x{ph}) x2, "
+          f"{args.frames} input frames, scale {args.scale:g}, t = 0.5, torch {torch.__version__} on {device_name(device)}")
+    print()
+    print("| layout | size | precision | interpolated frames/s | s/frame | peak allocated (MiB) |")
+    print("|---|---|---|---:|---:|---:|")
+    gen = torch.Generator().manual_seed(9)
+    frames = torch.rand(args.frames, 3, h, w, generator=gen).to(device=device, dtype=dtype)
+    pad = (0, pw - w, 0, ph - h)
+    if once:
+        head, net.encode = net.encode, EncodedFeatures()
+
+    def run_pass(pairs):
+        """Interpolates frames 0..pairs pairwise; returns the last interpolated frame."""
+        if once:
+            feats = [head(torch.nn.functional.pad(frames[i:i + 1], pad)) for i in range(pairs + 1)]
+            net.encode.queue = [f for i in range(pairs) for f in (feats[i], feats[i + 1])]
+        for i in range(pairs):
+            out = fx.interpolate(net, frames[i:i + 1], frames[i + 1:i + 2], 0.5, scale=args.scale)
+        return out
+
+    with torch.inference_mode():
+        out = run_pass(1)  # the warm-up pair
+        assert out.shape == (1, 3, h, w) and torch.isfinite(out).all()
+        reset_peak(device)
+        sync(device)
+        # (frames - 1) interpolations a pass; passes repeat until a second has gone by.
+        passes, start = 0, time.perf_counter()
+        while passes < 1 or (time.perf_counter() - start < 1.0 and passes < 50):
+            run_pass(args.frames - 1)
+            passes += 1
+        sync(device)
+        per_frame = (time.perf_counter() - start) / (passes * (args.frames - 1))
+    shown = f"{w}x{h}" + ("" if args.scale == 1 else f" (scale {args.scale:g})")
+    print(f"| {args.layout} (PyTorch) | {shown} | {args.dtype} | {1 / per_frame:.3f} | {per_frame:.4f} | "
+          f"{peak_mib(device):.0f} |")
+
+
 def device_name(device):
     return torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
 
@@ -281,6 +394,12 @@ def main():
     p.add_argument("--size", default="1280x720")
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--rrdb-blocks", type=int, default=23)
+    p = sub.add_parser("rife")
+    p.add_argument("--layout", default="4.18", choices=sorted(RIFE_LAYOUTS))
+    p.add_argument("--size", default="1280x720")
+    p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--scale", type=float, default=1.0, choices=[1.0, 0.5])
+    p.add_argument("--encode-once", action="store_true")
     for p in sub.choices.values():
         p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
         p.add_argument("--device", default="cuda")
@@ -290,7 +409,7 @@ def main():
     # f32 means f32, as on framestream's side: no TF32 tensor cores.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    {"ltx": ltx, "upscale": upscale, "wan": wan}[args.model](args, device, DTYPES[args.dtype])
+    {"ltx": ltx, "upscale": upscale, "wan": wan, "rife": rife}[args.model](args, device, DTYPES[args.dtype])
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 #
 # Here (a machine with the Rust toolchain), once:
 #   cargo build --release -p framestream-kernels --no-default-features --features cuda --bin kernel_bench
-#   cargo build --release --no-default-features --features cuda --example ltx_decode --example wan_decode --example upscale
-#   mkdir -p .gpu && cp target/release/kernel_bench target/release/examples/{ltx_decode,wan_decode,upscale} .gpu/
+#   cargo build --release --no-default-features --features cuda --example ltx_decode --example wan_decode --example upscale \
+#     --example interpolate
+#   mkdir -p .gpu && cp target/release/kernel_bench target/release/examples/{ltx_decode,wan_decode,upscale,interpolate} .gpu/
 #   # every kernel test, on CUDA:
 #   cp "$(cargo test --release -p framestream-kernels --no-default-features --features cuda-tests --no-run 2>&1 \
 #     | grep -o 'target/release/deps/framestream_kernels-[0-9a-f]*')" .gpu/kernel_tests
@@ -12,11 +13,11 @@
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers importlib_metadata spandrel
 #   (.gpu/ and .whl/ are git-ignored; a lent-device run carries them)
 # There, from the repository root, with .gpu/ and .whl/ beside it:
-#   bash tools/gpu_bench.sh kernels|conv|ltx|ltx23|wan21|wan22|upscale [OUT_DIR]
+#   bash tools/gpu_bench.sh kernels|conv|ltx|ltx23|wan21|wan22|upscale|rife [OUT_DIR]
 # Each part prints framestream's table, then PyTorch's on the same shapes, and is meant to fit one
 # ten-minute device command (not yet run: no GPU has been lent to this project so far).
 set -euo pipefail
-part=${1:?kernels, conv, ltx, ltx23, wan21, wan22 or upscale}
+part=${1:?kernels, conv, ltx, ltx23, wan21, wan22, upscale or rife}
 out=${2:-${OUT:-/tmp}}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
@@ -71,5 +72,21 @@ case $part in
     .gpu/upscale --size 1280x720 --frames 4 --rrdb-blocks 23 | tee "$out/upscale.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f32 | tee "$out/upscale-torch-f32.md"
     python3 tools/bench_torch_models.py upscale --size 1280x720 --frames 4 --dtype f16 | tee "$out/upscale-torch-f16.md" ;;
-  *) echo "unknown part $part (kernels, conv, ltx, ltx23, wan21, wan22 or upscale)" >&2; exit 2 ;;
+  rife)
+    # RIFE x2 at released widths, random weights: 720p (milliseconds a frame on a large GPU; each
+    # process's start, kernel compilation and cuDNN autotuning dominate), then one 4K run at
+    # pyramid scale 0.5 (as RIFE is run at 4K), f16 only.
+    for layout in 4.18 4.26; do
+      for precision in f32 f16; do
+        .gpu/interpolate --layout "$layout" --size 1280x720 --frames 5 --precision "$precision" \
+          | tee "$out/rife-$layout-$precision.md"
+        python3 tools/bench_torch_models.py rife --layout "$layout" --size 1280x720 --frames 5 --dtype "$precision" \
+          | tee "$out/rife-$layout-torch-$precision.md"
+      done
+    done
+    .gpu/interpolate --layout 4.26 --size 3840x2160 --frames 5 --scale 0.5 --precision f16 \
+      | tee "$out/rife-4.26-f16-4k.md"
+    python3 tools/bench_torch_models.py rife --layout 4.26 --size 3840x2160 --frames 5 --scale 0.5 --dtype f16 \
+      | tee "$out/rife-4.26-torch-f16-4k.md" ;;
+  *) echo "unknown part $part (kernels, conv, ltx, ltx23, wan21, wan22, upscale or rife)" >&2; exit 2 ;;
 esac

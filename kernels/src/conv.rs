@@ -71,6 +71,8 @@ pub struct ConvConfig {
     /// 0 none, 1 leaky ReLU, 2 PReLU, 3 SiLU.
     act: u32,
     pub residual: bool,
+    /// The residual joins before the activation: `act(r + s·(conv + bias))`.
+    pub residual_first: bool,
     /// Elements per load of the input (along input channels) and per load of the weights,
     /// residual and per store of the output (along output channels): 1, 2 or 4.
     ni: u32,
@@ -355,6 +357,9 @@ fn epilogue<F: Float>(
     #[comptime] kernel: ConvConfig,
 ) -> f32 {
     let mut v = acc + f32::cast_from(bias[co as usize]);
+    if comptime!(kernel.residual && kernel.residual_first) {
+        v = r + shape.residual_scale * v;
+    }
     if comptime!(kernel.act == 1) {
         v = select(v >= 0.0f32, v, v * shape.leaky_slope);
     } else if comptime!(kernel.act == 2) {
@@ -362,7 +367,7 @@ fn epilogue<F: Float>(
     } else if comptime!(kernel.act == 3) {
         v = v / (1.0f32 + f32::exp(0.0f32 - v));
     }
-    if comptime!(kernel.residual) {
+    if comptime!(kernel.residual && !kernel.residual_first) {
         v = r + shape.residual_scale * v;
     }
     v
@@ -492,6 +497,59 @@ pub fn gemm_layout(
     out
 }
 
+/// PyTorch weights `[co][ci][3][3]` of a 3×3 convolution of stride 2 and padding 1, rewritten
+/// for the stride-1 3×3 convolution over the input's `pixel_unshuffle(2)` (channel
+/// `ci·4 + dy·2 + dx`) that computes the same outputs: `[co][4·ci][3][3]`. Input sides must be
+/// even. Output row `m` reads input rows `2m − 1, 2m, 2m + 1`: unshuffled rows `m − 1` (odd
+/// parity), `m` (even) and `m` (odd); the third tap row stays zero.
+pub fn stride2_as_unshuffled(weights: &[f32], (cout, cin): (usize, usize)) -> Vec<f32> {
+    assert_eq!(weights.len(), cout * cin * 9, "stride-2 weight count");
+    // Tap `k` of the strided kernel → (tap of the new kernel, parity it reads).
+    const TAP: [(usize, usize); 3] = [(0, 1), (1, 0), (1, 1)];
+    let mut out = vec![0.0; cout * 4 * cin * 9];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for (ky, &(ty, dy)) in TAP.iter().enumerate() {
+                for (kx, &(tx, dx)) in TAP.iter().enumerate() {
+                    let new_ci = ci * 4 + dy * 2 + dx;
+                    out[((co * 4 * cin + new_ci) * 3 + ty) * 3 + tx] = weights[((co * cin + ci) * 3 + ky) * 3 + kx];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// PyTorch weights `[ci][co][4][4]` and bias of `ConvTranspose2d(ci, co, 4, stride 2,
+/// padding 1)`, rewritten as a 3×3 convolution to `4·co` channels (channel `co·4 + py·2 +
+/// px`) whose `pixel_shuffle(2)` is the transposed convolution: `[4·co][ci][3][3]` and the
+/// bias repeated. Output row `2m + p` gathers input rows `m, m − 1` (taps 1, 3) for p = 0 and
+/// `m + 1, m` (taps 0, 2) for p = 1.
+pub fn transposed_4x4_as_shuffled(weights: &[f32], bias: &[f32], (cin, cout): (usize, usize)) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(weights.len(), cin * cout * 16, "transposed weight count");
+    assert_eq!(bias.len(), cout, "transposed bias length");
+    // [parity][tap of the new kernel] → tap of the 4×4 kernel.
+    const TAP: [[Option<usize>; 3]; 2] = [[Some(3), Some(1), None], [None, Some(2), Some(0)]];
+    let mut out = vec![0.0; 4 * cout * cin * 9];
+    for co in 0..cout {
+        for (py, rows) in TAP.iter().enumerate() {
+            for (px, cols) in TAP.iter().enumerate() {
+                let new_co = co * 4 + py * 2 + px;
+                for ci in 0..cin {
+                    for (ty, ky) in rows.iter().enumerate() {
+                        for (tx, kx) in cols.iter().enumerate() {
+                            if let (Some(ky), Some(kx)) = (ky, kx) {
+                                out[((new_co * cin + ci) * 3 + ty) * 3 + tx] = weights[((ci * cout + co) * 4 + ky) * 4 + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (out, bias.iter().flat_map(|&b| [b; 4]).collect())
+}
+
 impl ConvWeights {
     /// Uploads f32 weights given in PyTorch's layout, converted to `E`.
     pub fn upload<R: Runtime, E: Element>(
@@ -614,12 +672,20 @@ pub struct Residual<'a> {
     pub stride: usize,
     pub offset: usize,
     pub scale: f32,
+    /// Added before the activation (`act(r + scale · (conv + bias))`, a residual block whose
+    /// activation follows the sum) instead of after it (`r + scale · act(conv + bias)`).
+    pub before_activation: bool,
 }
 
 impl<'a> Residual<'a> {
-    /// A dense residual of `channels` channels per pixel.
+    /// A dense residual of `channels` channels per pixel, added after the activation.
     pub fn dense(buffer: &'a DeviceBuffer, channels: usize, scale: f32) -> Self {
-        Self { buffer, stride: channels, offset: 0, scale }
+        Self { buffer, stride: channels, offset: 0, scale, before_activation: false }
+    }
+
+    /// Added before the activation instead.
+    pub fn before_activation(self) -> Self {
+        Self { before_activation: true, ..self }
     }
 }
 
@@ -742,6 +808,7 @@ fn conv_with_limits<R: Runtime, E: Element>(
             padding,
             act,
             residual: output.residual.is_some(),
+            residual_first: output.residual.is_some_and(|r| r.before_activation),
             ni: ni as u32,
             no: no as u32,
         };
@@ -897,6 +964,73 @@ mod tests {
     #[test]
     fn matches_reference_on_random_shapes() {
         check::<f32>(1e-5, 20);
+    }
+
+    /// A 2-D convolution of one frame `[h][w][cin]` written as a sum over every pair of input
+    /// and output pixels, with `weight(co, ci, (oy, ox), (y, x))` the weight tying them, if any.
+    #[allow(clippy::type_complexity)]
+    fn direct(
+        x: &[f32],
+        (h, w, cin): (usize, usize, usize),
+        (oh, ow, cout): (usize, usize, usize),
+        weight: &dyn Fn(usize, usize, (i64, i64), (i64, i64)) -> Option<f64>,
+    ) -> Vec<f64> {
+        let mut out = vec![0.0; oh * ow * cout];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for co in 0..cout {
+                    let mut acc = 0.0;
+                    for y in 0..h {
+                        for xx in 0..w {
+                            for ci in 0..cin {
+                                if let Some(wgt) = weight(co, ci, (oy as i64, ox as i64), (y as i64, xx as i64)) {
+                                    acc += wgt * f64::from(x[(y * w + xx) * cin + ci]);
+                                }
+                            }
+                        }
+                    }
+                    out[(oy * ow + ox) * cout + co] = acc;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strided_and_transposed_convolutions_as_stride_1() {
+        let mut rng = Rng::new(71);
+        let (h, w, cin, cout) = (6, 4, 3, 5);
+        let x = rng.vec_f32(h * w * cin, -1.0, 1.0);
+        let zero_bias = vec![0.0; 4 * cout];
+        // Stride 2, padding 1: output (oy, ox) reads input (2oy − 1 + ky, 2ox − 1 + kx).
+        let weights = rng.vec_f32(cout * cin * 9, -1.0, 1.0);
+        let want = direct(&x, (h, w, cin), (h / 2, w / 2, cout), &|co, ci, (oy, ox), (y, xx)| {
+            let (ky, kx) = (y - 2 * oy + 1, xx - 2 * ox + 1);
+            ((0..3).contains(&ky) && (0..3).contains(&kx))
+                .then(|| f64::from(weights[((co * cin + ci) * 3 + ky as usize) * 3 + kx as usize]))
+        });
+        let unshuffled = crate::layout::reference::pixel_unshuffle(&x, (1, h, w, cin), 2);
+        let rewritten = stride2_as_unshuffled(&weights, (cout, cin));
+        let got = conv_reference(&[&unshuffled], (h / 2, w / 2, 4 * cin), &rewritten, &zero_bias[..cout], (cout, 4 * cin, 1, 3), Padding::Zeros, Activation::None, &[], None);
+        let got: Vec<f32> = got.iter().map(|&v| v as f32).collect();
+        assert_close(&got, &want, 1e-6, "stride 2");
+
+        // Transposed 4×4, stride 2, padding 1: input (y, x) adds into output (2y − 1 + ky, 2x − 1 + kx).
+        let weights = rng.vec_f32(cin * cout * 16, -1.0, 1.0);
+        let bias = rng.vec_f32(cout, -1.0, 1.0);
+        let mut want = direct(&x, (h, w, cin), (2 * h, 2 * w, cout), &|co, ci, (oy, ox), (y, xx)| {
+            let (ky, kx) = (oy - 2 * y + 1, ox - 2 * xx + 1);
+            ((0..4).contains(&ky) && (0..4).contains(&kx))
+                .then(|| f64::from(weights[((ci * cout + co) * 4 + ky as usize) * 4 + kx as usize]))
+        });
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += f64::from(bias[i % cout]);
+        }
+        let (rewritten, repeated) = transposed_4x4_as_shuffled(&weights, &bias, (cin, cout));
+        let got = conv_reference(&[&x], (h, w, cin), &rewritten, &repeated, (4 * cout, cin, 1, 3), Padding::Zeros, Activation::None, &[], None);
+        let got: Vec<f32> = got.iter().map(|&v| v as f32).collect();
+        let got = crate::layout::reference::pixel_shuffle(&got, (1, h, w, 4 * cout), 2);
+        assert_close(&got, &want, 1e-6, "transposed 4x4 stride 2");
     }
 
     #[test]
@@ -1084,6 +1218,7 @@ mod tests {
             let out_offset = out_stride - cout - align * rng.range(0, (out_stride - cout) / align);
             let residual = (case % 5 == 0)
                 .then(|| rounded::<E>(rng.vec_f32(out_frames * h * w * cout, -1.0, 1.0)));
+            let before_activation = case % 10 == 5;
 
             let weights = ConvWeights::upload::<_, E>(
                 &client,
@@ -1109,7 +1244,10 @@ mod tests {
                 stride: out_stride,
                 offset: out_offset,
                 activation,
-                residual: residual_buf.as_ref().map(|r| Residual::dense(r, cout, 0.2)),
+                residual: residual_buf.as_ref().map(|r| {
+                    let r = Residual::dense(r, cout, 0.2);
+                    if before_activation { r.before_activation() } else { r }
+                }),
             };
             let strategy = [Strategy::Tiled, Strategy::Direct][(case % 2) ^ ((case / 2) % 2)];
             conv::<_, E>(&client, &weights, &input, &output, padding, strategy);
@@ -1134,17 +1272,31 @@ mod tests {
                 &bias,
                 (cout, cin, kt, k),
                 padding,
-                activation,
+                if before_activation { Activation::None } else { activation },
                 &slopes,
                 residual.as_deref().map(|r| (r, 0.2)),
             );
+            // A residual before the activation: the activation applied to the sum.
+            let want: Vec<f64> = if before_activation {
+                want.iter()
+                    .enumerate()
+                    .map(|(i, &v)| match activation {
+                        Activation::None => v,
+                        Activation::LeakyRelu(s) => if v >= 0.0 { v } else { v * f64::from(s) },
+                        Activation::PRelu => if v >= 0.0 { v } else { v * f64::from(slopes[i % cout]) },
+                        Activation::Silu => v / (1.0 + (-v).exp()),
+                    })
+                    .collect()
+            } else {
+                want
+            };
             let got_slice: Vec<f32> = got
                 .chunks(out_stride)
                 .flat_map(|px| px[out_offset..out_offset + cout].to_vec())
                 .collect();
             let what = format!(
                 "case {case}: {strategy:?} {kt}x{k}x{k} {padding:?} {activation:?} {h}x{w} \
-                 {cin}->{cout} {sequence:?}"
+                 {cin}->{cout} {sequence:?} residual before the activation: {before_activation}"
             );
             assert_close(&got_slice, &want, tolerance, &what);
             // Channels outside the slice stay untouched (still poisoned).

@@ -15,6 +15,7 @@ pub mod attention;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;
+pub mod flow;
 pub mod layout;
 pub mod linear;
 pub mod noise;

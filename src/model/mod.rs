@@ -8,6 +8,7 @@ pub(crate) mod streaming;
 pub mod tiling;
 mod pickle;
 mod precision;
+pub mod rife;
 pub mod weights;
 
 pub use latent::Latent;

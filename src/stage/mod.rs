@@ -1,5 +1,6 @@
 //! Stages: interposers between a source and a sink.
 
+mod interpolate;
 mod map;
 mod preview;
 mod resize;
@@ -11,6 +12,7 @@ mod tee;
 mod then;
 mod upscale;
 
+pub use interpolate::Interpolate;
 pub use map::Map;
 pub use preview::{Preview, PreviewImage};
 pub use resize::{Filter, Resize};

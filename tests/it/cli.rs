@@ -327,3 +327,62 @@ fn decode_tells_a_wan_vae_from_its_file() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("zeros"));
     assert!(!bad.exists());
 }
+
+/// Frame rate (as ffprobe writes it) and frame count of a video's first stream.
+fn ffprobe_rate(path: &std::path::Path) -> (String, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "stream=r_frame_rate,nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (rate, frames) = text.trim().split_once(',').unwrap();
+    (rate.to_string(), frames.to_string())
+}
+
+#[test]
+fn interpolation_multiplies_frames_and_rate_in_the_written_file() {
+    let dir = temp_dir("cli-interpolate");
+    let rife = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rife/v46.safetensors");
+    let mp4 = dir.join("pattern.mp4");
+    let status = framestream()
+        .args(["-q", "pattern", "--frames", "8", "--size", "48x32", "--fps", "24", "--preset", "ultrafast", "-o"])
+        .arg(&mp4)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tripled = dir.join("tripled.mkv");
+    let out = framestream()
+        .args(["-q", "transcode"])
+        .arg(&mp4)
+        .args(["--interpolate", "3", "--rife"])
+        .arg(&rife)
+        .args(["--codec", "ffv1", "-o"])
+        .arg(&tripled)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ffprobe_rate(&tripled), ("72/1".into(), "22".into()));
+
+    // Interpolation before or after upscaling, as the options come: the outer stage starts first.
+    for (args, order) in [
+        (["--rife", "R", "--scale", "2"], ["upscale", "interpolate"]),
+        (["--scale", "2", "--rife", "R"], ["interpolate", "upscale"]),
+    ] {
+        let args: Vec<std::ffi::OsString> = args.iter().map(|a| if *a == "R" { rife.clone().into() } else { a.into() }).collect();
+        let out = framestream().args(["--json", "upscale"]).arg(&mp4).args(&args).arg("-o").arg(dir.join("x.safetensors")).arg("--overwrite").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let started: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["event"] == "started")
+            .map(|e| e["name"].as_str().unwrap_or_default().to_string())
+            .filter(|s| order.contains(&s.as_str()))
+            .collect();
+        assert_eq!(started, order, "{args:?}");
+        assert_eq!(read_tensor_file(&dir.join("x.safetensors")).shape, [15, 64, 96, 3]);
+    }
+    let out = framestream().args(["-q", "transcode"]).arg(&mp4).args(["--interpolate", "2", "-o"]).arg(dir.join("y.mkv")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--interpolate needs a model"));
+}

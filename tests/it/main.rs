@@ -6,6 +6,7 @@ mod contract;
 mod corpus;
 mod errors;
 mod fanout;
+mod interpolate;
 mod lifecycle;
 mod ltx;
 mod preview;

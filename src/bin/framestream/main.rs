@@ -5,8 +5,9 @@ mod events;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use framestream::model::esrgan::UpscaleModel;
+use framestream::model::rife::RifeModel;
 use framestream::model::VideoVae;
 use framestream::model::ltx::Precision;
 use framestream::prelude::*;
@@ -39,9 +40,10 @@ enum Command {
     Info,
     /// Render the synthetic test video, optionally resized, to a file.
     Pattern(PatternArgs),
-    /// Re-encode a video file.
+    /// Re-encode a video file, optionally interpolated.
     Transcode(TranscodeArgs),
-    /// Resize a video file by a factor.
+    /// Resize a video file by a factor, optionally interpolated (before or after, in the
+    /// order the options are given).
     Upscale(UpscaleArgs),
     /// Decode a video latent with its VAE — LTX-Video 0.9.x, LTX-2.0, LTX-2.3, Wan 2.1 or Wan
     /// 2.2, told from the VAE file — optionally upscaled, to a file.
@@ -77,6 +79,8 @@ struct TranscodeArgs {
     /// The input video.
     input: PathBuf,
     #[command(flatten)]
+    interpolate: InterpolateOptions,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -86,6 +90,8 @@ struct UpscaleArgs {
     input: PathBuf,
     #[command(flatten)]
     upscale: UpscaleOptions,
+    #[command(flatten)]
+    interpolate: InterpolateOptions,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -134,7 +140,72 @@ struct DecodeArgs {
     #[command(flatten)]
     upscale: UpscaleOptions,
     #[command(flatten)]
+    interpolate: InterpolateOptions,
+    #[command(flatten)]
     output: OutputArgs,
+}
+
+/// Frame interpolation by a RIFE model.
+#[derive(Args)]
+struct InterpolateOptions {
+    /// Multiply the frame rate by K (K − 1 new frames between every two), with --rife.
+    #[arg(long, value_name = "K")]
+    interpolate: Option<usize>,
+    /// RIFE 4.x model (flownet.pkl, .pth or .safetensors); alone, it doubles the frame rate.
+    #[arg(long, value_name = "MODEL")]
+    rife: Option<PathBuf>,
+    /// Scale of RIFE's flow pyramid: 0.25, 0.5 (for 4K), 1, 2 or 4.
+    #[arg(long, default_value_t = 1.0)]
+    rife_scale: f64,
+    /// Repeat instead of morphing where two frames' likeness (SSIM of thumbnails) is below
+    /// this (0.3 is a good start).
+    #[arg(long, value_name = "SSIM")]
+    scene_cut: Option<f64>,
+    /// Element type of RIFE's activations: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    rife_precision: Precision,
+}
+
+impl InterpolateOptions {
+    /// The stage these options describe, if any.
+    async fn stage(&self) -> Result<Option<Interpolate>> {
+        let Some(path) = &self.rife else {
+            return match self.interpolate {
+                Some(_) => Err(Error::InvalidConfig("--interpolate needs a model: give --rife MODEL".into())),
+                None => Ok(None),
+            };
+        };
+        let mut stage = Interpolate::rife(RifeModel::load_async(path).await?)
+            .multiplier(self.interpolate.unwrap_or(2))
+            .scale(self.rife_scale)
+            .precision(self.rife_precision);
+        if let Some(threshold) = self.scene_cut {
+            stage = stage.scene_cut(threshold);
+        }
+        Ok(Some(stage))
+    }
+
+    /// `video` with the interpolation and `upscale` in the order their options came on the
+    /// command line (`matches`: the subcommand's).
+    async fn around(&self, video: Box<dyn Source>, upscale: Option<Upscale>, matches: &ArgMatches) -> Result<Box<dyn Source>> {
+        let Some(interpolate) = self.stage().await? else {
+            return Ok(match upscale {
+                Some(upscale) => video.pipe(upscale).boxed(),
+                None => video,
+            });
+        };
+        let Some(upscale) = upscale else {
+            return Ok(video.pipe(interpolate).boxed());
+        };
+        let first = |ids: &[&str]| ids.iter().filter_map(|id| matches.index_of(id)).min();
+        let upscale_at = first(&["model", "scale"]);
+        let interpolate_at = first(&["interpolate", "rife"]);
+        Ok(if interpolate_at < upscale_at {
+            video.pipe(interpolate).pipe(upscale).boxed()
+        } else {
+            video.pipe(upscale).pipe(interpolate).boxed()
+        })
+    }
 }
 
 /// How to upscale: a model (ESRGAN family) or classical resampling.
@@ -313,20 +384,23 @@ fn main() -> ExitCode {
         // SAFETY: single-threaded here, nothing reads the environment concurrently.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The subcommand's own matches tell the order its options came in.
+    let given = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, given))
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, given: ArgMatches) -> ExitCode {
     let output = Output::new(cli.quiet, cli.json);
     let work = async {
         match &cli.command {
             Command::Info => info(&cli, &output),
             Command::Pattern(args) => pattern(&cli, args, &output).await,
-            Command::Transcode(args) => transcode(&cli, args, &output).await,
-            Command::Upscale(args) => upscale(&cli, args, &output).await,
-            Command::Decode(args) => decode(&cli, args, &output).await,
+            Command::Transcode(args) => transcode(&cli, args, &given, &output).await,
+            Command::Upscale(args) => upscale(&cli, args, &given, &output).await,
+            Command::Decode(args) => decode(&cli, args, &given, &output).await,
         }
     };
     // Ctrl-C drops the pipeline, which cancels every stage and removes partial outputs.
@@ -404,21 +478,23 @@ async fn pattern(cli: &Cli, args: &PatternArgs, output: &Output) -> Result<()> {
     run_pipeline(cli, &video, &args.output, output).await
 }
 
-async fn transcode(cli: &Cli, args: &TranscodeArgs, output: &Output) -> Result<()> {
+async fn transcode(cli: &Cli, args: &TranscodeArgs, given: &ArgMatches, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.input, &args.output.output)?;
-    let video = VideoFile::open_async(&args.input).await?;
+    let video = VideoFile::open_async(&args.input).await?.boxed();
+    let video = args.interpolate.around(video, None, given).await?;
     run_pipeline(cli, &video, &args.output, output).await
 }
 
-async fn upscale(cli: &Cli, args: &UpscaleArgs, output: &Output) -> Result<()> {
+async fn upscale(cli: &Cli, args: &UpscaleArgs, given: &ArgMatches, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.input, &args.output.output)?;
-    let video = VideoFile::open_async(&args.input).await?.pipe(args.upscale.stage().await?);
+    let video = VideoFile::open_async(&args.input).await?.boxed();
+    let video = args.interpolate.around(video, Some(args.upscale.stage().await?), given).await?;
     run_pipeline(cli, &video, &args.output, output).await
 }
 
-async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
+async fn decode(cli: &Cli, args: &DecodeArgs, given: &ArgMatches, output: &Output) -> Result<()> {
     args.output.check()?;
     check_not_same_file(&args.latent, &args.output.output)?;
     let vae = VideoVae::load_async(&args.vae).await?;
@@ -450,11 +526,11 @@ async fn decode(cli: &Cli, args: &DecodeArgs, output: &Output) -> Result<()> {
             }
         }
     };
-    let video = if args.upscale.model.is_some() || args.upscale.scale.is_some() {
-        decoded.pipe(args.upscale.stage().await?).boxed()
-    } else {
-        decoded
+    let upscale = match args.upscale.model.is_some() || args.upscale.scale.is_some() {
+        true => Some(args.upscale.stage().await?),
+        false => None,
     };
+    let video = args.interpolate.around(decoded, upscale, given).await?;
     run_pipeline(cli, &video, &args.output, output).await
 }
 

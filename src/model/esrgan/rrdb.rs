@@ -310,12 +310,12 @@ impl RrdbWeights {
                             conv2d::<E>(device, one, Planes { buffer: z, stride }, dims, Planes { buffer: extra, stride: gc }, 0, Activation::None, None, strategy);
                             Some(Residual::dense(extra, gc, 1.0))
                         }
-                        (3, Some(_), _) => Some(Residual { buffer: z, stride, offset: nf + gc, scale: 1.0 }),
+                        (3, Some(_), _) => Some(Residual { buffer: z, stride, offset: nf + gc, scale: 1.0, before_activation: false }),
                         _ => None,
                     };
                     conv2d::<E>(device, &rdb.convs[k], input, dims, output, nf + k * gc, LRELU, residual, strategy);
                 }
-                let residual = Some(Residual { buffer: z, stride, offset: 0, scale: 0.2 });
+                let residual = Some(Residual { buffer: z, stride, offset: 0, scale: 0.2, before_activation: false });
                 if r < 2 {
                     let next = Planes { buffer: &dense[1 - cur], stride };
                     conv2d::<E>(device, &rdb.convs[4], Planes { buffer: z, stride }, dims, next, 0, Activation::None, residual, strategy);
