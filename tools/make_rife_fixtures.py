@@ -11,19 +11,32 @@ safetensors 0.8.0 on CPU, one thread: two runs give byte-identical files).
 
 The network is this file's own PyTorch statement of the released IFNet_HDv3 (Practical-RIFE
 train_log / vs-rife), with the released module and parameter names, so the weight files look
-like real releases apart from their widths. The layouts (see the notes on RIFE's architecture
-for the full table):
+like real releases apart from their widths. The layouts, verified against vs-rife 5.6.0's
+modules (see the notes on RIFE's architecture for the full table); in the order they run:
 
+  v45  — RIFE 4.5 (no feature encoder; lastconv ConvTranspose2d(c, 4·5, 4, 2, 1) +
+         PixelShuffle(2): flow 4 + mask 1, nothing else): 4 blocks, in_planes 7 / 12, the mask
+         accumulates over blocks (mask = mask + m), scale_list 8,4,2,1, padding multiple 32.
   v46  — RIFE 4.6 (same graph as 4.5 except lastconv 4·6; no feature encoder): 4 blocks,
          in_planes 7 / 12, lastconv ConvTranspose2d(c, 4·6, 4, 2, 1) + PixelShuffle(2), the mask
          accumulates over blocks (mask = mask + m), scale_list 8,4,2,1, padding multiple 32.
+  v49  — RIFE 4.7–4.9 (identical code in vs-rife): encoder nn.Sequential `encode.0`
+         Conv2d(3, 16, 3, 2, 1) → `encode.1` ConvTranspose2d(16, 4, 4, 2, 1), no activation, no
+         clamp inside, 4 feature channels: 4 blocks, in_planes 7+8 / 8+4+8, lastconv 4·6, each
+         block's mask replaces the last (mask = m), scale_list 8,4,2,1, padding multiple 32.
+  v412 — RIFE 4.10–4.12 (identical code in vs-rife): encoder nn.Sequential `encode.0`
+         Conv2d(3, 32, 3, 2, 1), LeakyReLU(0.2), `encode.2` Conv2d(32, 32, 3, 1, 1), LeakyReLU,
+         `encode.4` Conv2d(32, 32, 3, 1, 1), LeakyReLU, `encode.6` ConvTranspose2d(32, 8, 4, 2, 1)
+         (no final activation, no clamp inside), 8 feature channels: in_planes 7+16 / 8+4+16,
+         otherwise as v49.
+  v414lite — RIFE 4.14.lite: exactly 4.14 (= v418: Head 3→32→32→32→8, block widths
+         192/128/96/64 in the release) except that every ResConv conv has groups=2
+         (`convblock.j.conv.weight` [c, c/2, 3, 3]).
   v418 — RIFE 4.13–4.20 and 4.24 (the `Head` encoder `encode.cnn0..cnn3`, 3→32→32→32→8): 4 blocks,
          in_planes 7+16 / 8+4+16, lastconv 4·6, each block's mask replaces the last
          (mask = m), scale_list 8,4,2,1, padding multiple 32. Sub-variants that differ only in
-         names or widths are not built: 4.7–4.9 (`encode.0`, `encode.1`: Conv2d(3,16,3,2,1) then
-         ConvTranspose2d(16,4,4,2,1), no activation, 4 feature channels), 4.10–4.12
-         (`encode.{0,2,4,6}` Sequential with LeakyReLU(0.2) between), the lite models (Head
-         3→16→16→16→4; 4.14.lite also has groups=2 ResConvs).
+         widths are not built: the other lite models (Head 3→16→16→16→4, or for 4.12.lite and
+         4.13.lite the seq7 encoder with 4 outputs; narrower blocks).
   v422 — RIFE 4.21–4.23 (Head 32→8, lastconv 4·13: flow 4, mask 1, 8 feature channels passed
          to the next block): 4 blocks, in_planes 7+16 / 8+4+16+8, scale_list 8,4,2,1, padding
          multiple 32.
@@ -34,20 +47,20 @@ Widths: blocks 10, 8, 6, 4 (v426: 10, 8, 6, 4, 4) instead of 192/128/96/64(/32);
 keeps its released widths (it is small). Weights are drawn from a fixed seed per layout
 (Conv2d weights N(0, 1/fan_in), ConvTranspose2d N(0, 1/(4·in)), biases N(0, 0.05²), ResConv
 `beta` uniform in [0.5, 1.5]), then calibrated on pair 0 at t = 0.5 (float64), block by block
-in forward order: the encoder's last layer so the features have std 1; each block's lastconv
-output groups (a ConvTranspose2d channel group 4k..4k+3 becomes PixelShuffle channel k) so that
-the flow the block adds has std FLOW_STD[i] px (1.5, 0.8, 0.5, 0.4, 0.3), the mask channel
-std 1.2 (v46: 0.7 per block, as it accumulates) and the passed features std 1. Final flows are
-then a few px (up to ~9 px), fractional, and some point outside the padded frame, so warp
-samples between pixels and clamps at the border (the script prints the ranges). All weights
-are f32; the references are computed from exactly those f32 values.
+in forward order: the encoder's last layer (a ConvTranspose2d) so the features have std 1; each
+block's lastconv output groups (a ConvTranspose2d channel group 4k..4k+3 becomes PixelShuffle
+channel k) so that the flow the block adds has std FLOW_STD[i] px (1.5, 0.8, 0.5, 0.4, 0.3), the
+mask channel std 1.2 (v45, v46: 0.7 per block, as it accumulates) and the passed features
+std 1. Final flows are then a few px (up to ~10 px), fractional, and some point outside the
+padded frame, so warp samples between pixels and clamps at the border (the script prints the
+ranges). All weights are f32; the references are computed from exactly those f32 values.
 
 Inputs: 4 frames, 70 wide × 38 high (a multiple of no padding), RGB in [0, 1]: a smooth
 gradient background, moving coloured Gaussian blobs and a drifting sine band (not noise).
 
 Reference run (float64, weights and inputs cast to double), as vs-rife's `rife()` does it:
 pad each frame with zeros at the right and bottom to a multiple of max(M, M / scale)
-(M = 32, 64 for v426), clamp to [0, 1], encode each frame with `encode` (if any), run IFNet
+(M = 32, 64 for v426), encode each padded frame with `encode` (if any), clamp to [0, 1], run IFNet
 with a constant timestep plane t, crop back to 38 × 70. No ensemble (vs-rife's and
 Practical-RIFE's default; ComfyUI never passes its `ensemble` flag through either).
 
@@ -62,38 +75,45 @@ Files (tests/fixtures/rife/):
     `module.caltime.{0,2,4,6,8}.{weight,bias}` (shapes illustrative).
   * `<layout>_reference.safetensors` (all f32, channel-last; one metadata entry `rife`, a JSON
     object of strings: layout, release, widths, scale_list, pad_multiple, padded_size,
-    encoder_channels, lastconv_channels):
-      - `frames` [4, 38, 70, 3]: the input frames.
+    encoder_channels, lastconv_channels; v45, v49, v412, v414lite also encoder (none, seq2,
+    seq7, head) and resconv_groups):
+      - `frames` [4, 38, 70, 3]: the input frames (the same in every layout).
       - `t0.25`, `t0.5`, `t0.75` [3, 38, 70, 3]: the frame interpolated at that t between
-        frames i and i+1, for i = 0, 1, 2 (v422: `t0.5` only).
+        frames i and i+1, for i = 0, 1, 2 (v45, v49, v412, v414lite, v422: `t0.5` only, and
+        nothing else but `frames`).
       - v418 only: `scale0.5_t0.5` [3, 38, 70, 3] (scale = 0.5: scale_list 16,8,4,2, padding 64).
       - intermediates of pair 0, t = 0.5, scale 1, at the padded size ph × pw (v46, v418:
-        64 × 96; v426: 64 × 128; not for v422): `pad_frame0` [ph, pw, 3] (frame 0, padded),
+        64 × 96; v426: 64 × 128; only these three): `pad_frame0` [ph, pw, 3] (frame 0, padded),
         `features0` [ph, pw, C] (encoder output of frame 0; C = 8 for v418, 4 for v426),
         `flow_block{i}` [ph, pw, 4] and `mask_block{i}` [ph, pw, 1]: flow and mask after block
         i's update (the mask before the final sigmoid).
 
 Checks (assertions): the state-dict names and shapes are the released ones at these widths
-(written out independently of the modules); the layout is recognised back from the keys alone;
+(written out independently of the modules); the layout is recognised back from the keys alone
+(encoder kind from encode.cnn3 / encode.6 / encode.1, ResConv groups from the conv weight);
 the .pkl file loads back to the same tensors; a float32 run agrees with the float64 reference
 (< 1e-4; ~1e-5 observed, printed); outputs lie in [0, 1] and intermediates stay finite.
 
 Cross-checks (optional; the code they run stays outside this repository):
-  --vsrife DIR: DIR holds vs-rife's vsrife/IFNet_HDv3_v4_{6,18,22,26}.py and warplayer.py. Those
-    released modules are built with this file's block widths in place of the released ones
-    (their own IFBlock class, their in_planes; nothing else changed), loaded the way vs-rife
-    loads (the .pkl through its `module.`-stripping, non-strict load; no key may be missing),
+  --vsrife DIR: DIR holds vs-rife's vsrife/IFNet_HDv3_v4_{5,6,7,8,9,10,11,12,14_lite,18,22,26}.py
+    and warplayer.py (v49 is checked against each of 4.7, 4.8, 4.9 and v412 against each of
+    4.10, 4.11, 4.12). Those released modules are built with this file's block widths in place
+    of the released ones (their own IFBlock class, their in_planes; nothing else changed),
+    loaded the way vs-rife loads (the .pkl through its `module.`-stripping, non-strict load; no
+    key may be missing; the encoder a separate module loaded strictly from the `encode.` keys),
     run with vs-rife's padding, timestep plane, grid and encode calls, and must match the
     references to 1e-6 in float64 (their warp casts to float32, so for the float64 run it is
     replaced by the same formula without the cast) and to 1e-4 unmodified in float32.
-  --comfy FILE: FILE is ComfyUI-Frame-Interpolation's vfi_models/rife/rife_arch.py (arch 4.6,
-    4.17, 4.26; `comfy.model_management` is stubbed). It pads to a multiple of 64 whatever the
+  --comfy FILE: FILE is ComfyUI-Frame-Interpolation's vfi_models/rife/rife_arch.py (arch 4.5
+    for v45, 4.6, 4.7 for v49, 4.10 for v412, 4.17 for v418, 4.26; none for v414lite, v422;
+    `comfy.model_management` is stubbed). It pads to a multiple of 64 whatever the
     scale, so it is compared with this file's network run with that padding, to 1e-6 in
     float64, called as the ComfyUI node calls it.
   Both gave bit-identical float64 results (max |diff| 0) with vs-rife 5.6.0 and ComfyUI-Frame-
   Interpolation 1.0.11.
 """
 import argparse
+import copy
 import importlib
 import importlib.util
 import json
@@ -115,11 +135,26 @@ H, W, NFRAMES = 38, 70, 4
 TIMESTEPS = (0.25, 0.5, 0.75)
 
 LAYOUTS = {
-    # enc: (hidden width, output channels) of the Head encoder, or None.
+    # enc: (hidden width, output channels) of the feature encoder, or None; encoder: its kind
+    # ("seq2", "seq7" — see sequential_encoder —, "head", "none"; "head" if not given).
     # nout: PixelShuffle output channels of lastconv (flow 4, mask 1, then features or 1 unused).
     # mask: "add" — the block's mask is added to the running one (≤ 4.6); "set" — it replaces it.
+    # groups: ResConv groups (1 if not given). vsrife: the vs-rife module(s) to cross-check with.
+    # compact: references `frames` and `t0.5` only.
+    "v45": dict(widths=[10, 8, 6, 4], enc=None, encoder="none", groups=1, nout=5, mask="add",
+                scales=[8, 4, 2, 1], modulo=32, seed=4500, release="4.5", comfy="4.5",
+                vsrife="IFNet_HDv3_v4_5", compact=True),
     "v46": dict(widths=[10, 8, 6, 4], enc=None, nout=6, mask="add", scales=[8, 4, 2, 1], modulo=32,
                 seed=4600, release="4.6", comfy="4.6", vsrife="IFNet_HDv3_v4_6"),
+    "v49": dict(widths=[10, 8, 6, 4], enc=(16, 4), encoder="seq2", groups=1, nout=6, mask="set",
+                scales=[8, 4, 2, 1], modulo=32, seed=4900, release="4.9", comfy="4.7",
+                vsrife=("IFNet_HDv3_v4_7", "IFNet_HDv3_v4_8", "IFNet_HDv3_v4_9"), compact=True),
+    "v412": dict(widths=[10, 8, 6, 4], enc=(32, 8), encoder="seq7", groups=1, nout=6, mask="set",
+                 scales=[8, 4, 2, 1], modulo=32, seed=4120, release="4.12", comfy="4.10",
+                 vsrife=("IFNet_HDv3_v4_10", "IFNet_HDv3_v4_11", "IFNet_HDv3_v4_12"), compact=True),
+    "v414lite": dict(widths=[10, 8, 6, 4], enc=(32, 8), encoder="head", groups=2, nout=6, mask="set",
+                     scales=[8, 4, 2, 1], modulo=32, seed=4141, release="4.14.lite", comfy=None,
+                     vsrife="IFNet_HDv3_v4_14_lite", compact=True),
     "v418": dict(widths=[10, 8, 6, 4], enc=(32, 8), nout=6, mask="set", scales=[8, 4, 2, 1], modulo=32,
                  seed=4180, release="4.18", comfy="4.17", vsrife="IFNet_HDv3_v4_18", scale05=True),
     "v422": dict(widths=[10, 8, 6, 4], enc=(32, 8), nout=13, mask="set", scales=[8, 4, 2, 1], modulo=32,
@@ -159,11 +194,12 @@ def conv_act(cin, cout, stride):
 
 
 class ResConv(nn.Module):
-    """x ↦ LeakyReLU_0.2(conv3x3(x) · beta + x), beta per channel [1, c, 1, 1]."""
+    """x ↦ LeakyReLU_0.2(conv3x3(x) · beta + x), beta per channel [1, c, 1, 1] (4.14.lite: the
+    conv has groups=2)."""
 
-    def __init__(self, c):
+    def __init__(self, c, groups=1):
         super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, 1, 1)
+        self.conv = nn.Conv2d(c, c, 3, 1, 1, groups=groups)
         self.beta = nn.Parameter(torch.ones(1, c, 1, 1))
 
     def forward(self, x):
@@ -171,10 +207,10 @@ class ResConv(nn.Module):
 
 
 class IFBlock(nn.Module):
-    def __init__(self, cin, c, nout):
+    def __init__(self, cin, c, nout, groups=1):
         super().__init__()
         self.conv0 = nn.Sequential(conv_act(cin, c // 2, 2), conv_act(c // 2, c, 2))
-        self.convblock = nn.Sequential(*[ResConv(c) for _ in range(8)])
+        self.convblock = nn.Sequential(*[ResConv(c, groups) for _ in range(8)])
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(c, 4 * nout, 4, 2, 1), nn.PixelShuffle(2))
 
     def forward(self, x, flow, scale):
@@ -204,6 +240,30 @@ class Head(nn.Module):
         return self.cnn3(x)
 
 
+def sequential_encoder(kind, hidden, cout):
+    """The 4.7–4.12 encoders, an nn.Sequential (keys encode.<index>.*; no clamp inside):
+    seq2 (4.7–4.9): Conv2d(3, 16, 3, 2, 1) → ConvTranspose2d(16, 4, 4, 2, 1), no activation;
+    seq7 (4.10–4.12): Conv2d(3, 32, 3, 2, 1) → LReLU → Conv2d(32, 32, 3, 1, 1) → LReLU →
+    Conv2d(32, 32, 3, 1, 1) → LReLU → ConvTranspose2d(32, 8, 4, 2, 1)."""
+    if kind == "seq2":
+        return nn.Sequential(nn.Conv2d(3, hidden, 3, 2, 1), nn.ConvTranspose2d(hidden, cout, 4, 2, 1))
+    assert kind == "seq7", kind
+    return nn.Sequential(
+        nn.Conv2d(3, hidden, 3, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(hidden, hidden, 3, 1, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(hidden, hidden, 3, 1, 1), nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(hidden, cout, 4, 2, 1))
+
+
+def encoder_kind(spec):
+    return spec.get("encoder", "head") if spec["enc"] else "none"
+
+
+def encoder_last(net):
+    """The encoder's last layer (a ConvTranspose2d)."""
+    return net.encode.cnn3 if encoder_kind(net.spec) == "head" else net.encode[-1]
+
+
 def in_planes(spec):
     enc = spec["enc"][1] if spec["enc"] else 0
     feat = spec["nout"] - 5 if spec["nout"] == 13 else 0
@@ -218,19 +278,23 @@ class IFNet(nn.Module):
         self.spec = spec
         self.nblocks = len(spec["widths"])
         for i, (cin, c) in enumerate(zip(in_planes(spec), spec["widths"])):
-            self.add_module(f"block{i}", IFBlock(cin, c, spec["nout"]))
-        if spec["enc"]:
+            self.add_module(f"block{i}", IFBlock(cin, c, spec["nout"], spec.get("groups", 1)))
+        if encoder_kind(spec) == "head":
             self.encode = Head(*spec["enc"])
+        elif spec["enc"]:
+            self.encode = sequential_encoder(encoder_kind(spec), *spec["enc"])
         self.passes_features = spec["nout"] == 13
 
     def forward(self, img0, img1, t, scale=1.0, record=None):
         """img0, img1: [1, 3, ph, pw] padded frames. Returns the interpolated padded frame."""
+        f0 = f1 = None
+        if self.spec["enc"]:
+            # vs-rife encodes the padded frames as they are (Head clamps them itself, the
+            # Sequential encoders of 4.7–4.12 do not); the same for inputs in [0, 1].
+            f0, f1 = self.encode(img0), self.encode(img1)
         img0, img1 = img0.clamp(0.0, 1.0), img1.clamp(0.0, 1.0)
         tplane = torch.full_like(img0[:, :1], t)
         scales = [s / scale for s in self.spec["scales"]]
-        f0 = f1 = None
-        if self.spec["enc"]:
-            f0, f1 = self.encode(img0), self.encode(img1)
         if record is not None:
             record["pad_frame0"] = img0
             if f0 is not None:
@@ -286,6 +350,7 @@ def interpolate(net, frame0, frame1, t, scale=1.0, record=None, multiple=None):
 def release_shapes(spec):
     shapes = {}
     nout = spec["nout"]
+    groups = spec.get("groups", 1)
     for i, (cin, c) in enumerate(zip(in_planes(spec), spec["widths"])):
         p = f"block{i}"
         shapes[f"{p}.conv0.0.0.weight"] = (c // 2, cin, 3, 3)
@@ -294,11 +359,27 @@ def release_shapes(spec):
         shapes[f"{p}.conv0.1.0.bias"] = (c,)
         for j in range(8):
             shapes[f"{p}.convblock.{j}.beta"] = (1, c, 1, 1)
-            shapes[f"{p}.convblock.{j}.conv.weight"] = (c, c, 3, 3)
+            shapes[f"{p}.convblock.{j}.conv.weight"] = (c, c // groups, 3, 3)
             shapes[f"{p}.convblock.{j}.conv.bias"] = (c,)
         shapes[f"{p}.lastconv.0.weight"] = (c, 4 * nout, 4, 4)
         shapes[f"{p}.lastconv.0.bias"] = (4 * nout,)
-    if spec["enc"]:
+    if encoder_kind(spec) == "seq2":
+        hid, cout = spec["enc"]
+        shapes["encode.0.weight"] = (hid, 3, 3, 3)
+        shapes["encode.0.bias"] = (hid,)
+        shapes["encode.1.weight"] = (hid, cout, 4, 4)
+        shapes["encode.1.bias"] = (cout,)
+    elif encoder_kind(spec) == "seq7":
+        hid, cout = spec["enc"]
+        shapes["encode.0.weight"] = (hid, 3, 3, 3)
+        shapes["encode.0.bias"] = (hid,)
+        shapes["encode.2.weight"] = (hid, hid, 3, 3)
+        shapes["encode.2.bias"] = (hid,)
+        shapes["encode.4.weight"] = (hid, hid, 3, 3)
+        shapes["encode.4.bias"] = (hid,)
+        shapes["encode.6.weight"] = (hid, cout, 4, 4)
+        shapes["encode.6.bias"] = (cout,)
+    elif spec["enc"]:
         hid, cout = spec["enc"]
         shapes["encode.cnn0.weight"] = (hid, 3, 3, 3)
         shapes["encode.cnn0.bias"] = (hid,)
@@ -320,20 +401,31 @@ def detect_layout(state):
     assert "block0.convblock.0.beta" in state, "plain-conv convblock (4.0–4.4) not built here"
     nout = state["block0.lastconv.0.weight"].shape[1] // 4
     widths = [state[f"block{i}.convblock.0.conv.weight"].shape[0] for i in blocks]
-    enc = None
-    if "encode.cnn3.weight" in state:
-        enc = tuple(state["encode.cnn3.weight"].shape[:2])
-    assert not any(k.startswith("encode.") for k in state) or enc, "Sequential encoder (4.7–4.12)"
+    groups = widths[0] // state["block0.convblock.0.conv.weight"].shape[1]
+    enc, kind = None, "none"
+    for key, k in (("encode.cnn3.weight", "head"), ("encode.6.weight", "seq7"), ("encode.1.weight", "seq2")):
+        if key in state:  # ConvTranspose2d weight [hidden, out, 4, 4]
+            enc, kind = tuple(state[key].shape[:2]), k
+            break
+    assert not any(k.startswith("encode.") for k in state) or enc, "unknown encoder"
     if len(blocks) == 5:
         name = "v426"
     elif nout == 13:
         name = "v422"
-    elif enc:
-        name = "v418"
+    elif nout == 5:
+        name = "v45"
+    elif kind == "head":
+        name = "v414lite" if groups == 2 else "v418"
+    elif kind == "seq7":
+        name = "v412"
+    elif kind == "seq2":
+        name = "v49"
     else:
         name = "v46"
     spec = LAYOUTS[name]
-    assert (nout, enc, widths) == (spec["nout"], spec["enc"], spec["widths"]), (name, nout, enc, widths)
+    assert (nout, enc, widths, kind, groups) == (
+        spec["nout"], spec["enc"], spec["widths"], encoder_kind(spec), spec.get("groups", 1)), (
+        name, nout, enc, widths, kind, groups)
     first = state["block0.conv0.0.0.weight"].shape[1]
     assert first == in_planes(spec)[0]
     return name
@@ -377,8 +469,8 @@ def calibrate(net, frames):
             rec = {}
             interpolate(net.double(), f0, f1, 0.5, record=rec)
             std = rec["features0"].std().item()
-            net.encode.cnn3.weight.mul_(1.0 / std)
-            net.encode.cnn3.bias.mul_(1.0 / std)
+            encoder_last(net).weight.mul_(1.0 / std)
+            encoder_last(net).bias.mul_(1.0 / std)
         for i in range(net.nblocks):
             rec = {}
             interpolate(net.double(), f0, f1, 0.5, record=rec)
@@ -550,6 +642,9 @@ def write_layout(name, frames):
         "encoder_channels": str(spec["enc"][1] if spec["enc"] else 0),
         "lastconv_channels": str(spec["nout"]),
     }
+    if "encoder" in spec:  # the layouts added later (v45, v49, v412, v414lite)
+        meta["encoder"] = spec["encoder"]
+        meta["resconv_groups"] = str(spec.get("groups", 1))
     # One metadata entry: safetensors writes the metadata map in no fixed order.
     save_file(tensors, os.path.join(OUT, f"{name}_reference.safetensors"),
               metadata={"rife": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
@@ -588,10 +683,19 @@ def warp_keep_dtype(tenInput, tenFlow, tenFlow_div, backwarp_tenGrid):
 
 
 def vsrife_run(mod, state, spec, frames, t, scale, dtype):
-    """Mirrors vsrife.rife()/init_module for one pair: module.-stripping, padding, encode, crop."""
+    """Mirrors vsrife.rife()/init_module for one pair: module.-stripping, padding, encode, crop.
+    As init_module, the encoder is a separate module loaded strictly from the `encode.` keys:
+    the file's `Head` class, or for 4.7–4.12 the Sequential (vs-rife's __init__.py builds the same
+    Sequential as the IFNet file's `self.encode`, which is the one used here)."""
     if any(k.startswith("module.") for k in state):
         state = {k.replace("module.", ""): v for k, v in state.items() if "module." in k}
-    net = narrow(mod, mod.IFNet(scale, False), spec["widths"])
+    net = mod.IFNet(scale, False)
+    encode = None
+    if spec["enc"]:
+        encode = mod.Head() if hasattr(mod, "Head") else copy.deepcopy(net.encode)
+        encode.load_state_dict({k.replace("encode.", ""): v for k, v in state.items() if "encode." in k})
+        encode = encode.eval().to(dtype)
+    net = narrow(mod, net, spec["widths"])
     res = net.load_state_dict(state, strict=False)
     assert not res.missing_keys, res.missing_keys
     assert all(k.startswith(("teacher.", "caltime.")) for k in res.unexpected_keys), res.unexpected_keys
@@ -611,7 +715,7 @@ def vsrife_run(mod, state, spec, frames, t, scale, dtype):
             img1 = F.pad(frames[i + 1:i + 2].to(dtype), padding)
             timestep = torch.full([1, 1, ph, pw], t, dtype=dtype)
             if spec["enc"]:
-                out = net(img0, img1, timestep, div, grid, net.encode(img0), net.encode(img1))
+                out = net(img0, img1, timestep, div, grid, encode(img0), encode(img1))
             else:
                 out = net(img0, img1, timestep, div, grid)
             outs.append(out[:, :, :H, :W])
@@ -620,8 +724,14 @@ def vsrife_run(mod, state, spec, frames, t, scale, dtype):
 
 def crosscheck_vsrife(path, name, net, frames, ref64):
     spec = LAYOUTS[name]
+    modules = spec["vsrife"] if isinstance(spec["vsrife"], tuple) else (spec["vsrife"],)
+    return max(crosscheck_vsrife_module(path, module, name, frames, ref64) for module in modules)
+
+
+def crosscheck_vsrife_module(path, module, name, frames, ref64):
+    spec = LAYOUTS[name]
     pkg = load_package(path, "vsrife_ref")
-    mod = importlib.import_module(f"vsrife_ref.{spec['vsrife']}")
+    mod = importlib.import_module(f"vsrife_ref.{module}")
     if spec.get("pkl"):
         state = torch.load(os.path.join(OUT, f"{name}.pkl"), weights_only=True)
     else:
@@ -639,7 +749,7 @@ def crosscheck_vsrife(path, name, net, frames, ref64):
         mod.warp = original_warp
         worst64 = max(worst64, (got64 - ref64[key]).abs().max().item())
         worst32 = max(worst32, (got32.double() - ref64[key]).abs().max().item())
-    print(f"  {name}: vs-rife {spec['vsrife']}: float64 max |diff| {worst64:.2e}, "
+    print(f"  {name}: vs-rife {module}: float64 max |diff| {worst64:.2e}, "
           f"float32 (unmodified warp) max |diff| {worst32:.2e} over {len(cases)} cases")
     assert worst64 < 1e-6, worst64
     assert worst32 < 1e-4, worst32

@@ -23,12 +23,16 @@ use crate::stream::{FrameStream, OpenRequest, Rational, Stage, StreamInfo};
 /// (0.5 for 4K), above 1 for small ones.
 const SCALES: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
 
+/// The largest frame-rate factor.
+const MAX_FACTOR: usize = 256;
+
 /// Frame interpolation by a RIFE model; frames stay on the device.
 #[derive(Clone, Debug)]
 pub struct Interpolate {
     model: RifeModel,
-    /// Where the new frames sit between two inputs, increasing, in (0, 1).
-    timesteps: Vec<f64>,
+    /// Where the new frames sit between two inputs, increasing, in (0, 1); `Err`: a
+    /// multiplier out of range, refused when the stream opens.
+    timesteps: std::result::Result<Vec<f64>, usize>,
     scale: f64,
     /// Pairs less alike than this (SSIM of their thumbnails) are a scene cut.
     scene_cut: Option<f64>,
@@ -39,23 +43,23 @@ impl Interpolate {
     /// By `model`, doubling the frame rate (one frame between every two), at scale 1, without
     /// scene-cut detection, in f32.
     pub fn rife(model: RifeModel) -> Self {
-        Self { model, timesteps: vec![0.5], scale: 1.0, scene_cut: None, precision: Precision::F32 }
+        Self { model, timesteps: Ok(vec![0.5]), scale: 1.0, scene_cut: None, precision: Precision::F32 }
     }
 
-    /// `k − 1` new frames between every two, evenly spaced: the frame rate times `k` (k ≥ 2).
+    /// `k − 1` new frames between every two, evenly spaced: the frame rate times `k`
+    /// (2 ≤ k ≤ 256).
     pub fn multiplier(mut self, k: usize) -> Self {
-        self.timesteps = (1..k).map(|j| j as f64 / k as f64).collect();
-        if k < 2 {
-            // Checked when the stream opens: an empty list is refused there.
-            self.timesteps.clear();
-        }
+        self.timesteps = match k {
+            2..=MAX_FACTOR => Ok((1..k).map(|j| j as f64 / k as f64).collect()),
+            _ => Err(k),
+        };
         self
     }
 
     /// New frames at these fractions of the way from each frame to the next (increasing,
     /// each strictly between 0 and 1): the frame rate times `timesteps.len() + 1`.
     pub fn timesteps(mut self, timesteps: impl IntoIterator<Item = f64>) -> Self {
-        self.timesteps = timesteps.into_iter().collect();
+        self.timesteps = Ok(timesteps.into_iter().take(MAX_FACTOR).collect());
         self
     }
 
@@ -84,7 +88,12 @@ impl Interpolate {
 
     /// Frames out for every input frame (but the last).
     fn factor(&self) -> u64 {
-        self.timesteps.len() as u64 + 1
+        self.steps().len() as u64 + 1
+    }
+
+    /// The timesteps (none for a multiplier out of range).
+    fn steps(&self) -> &[f64] {
+        self.timesteps.as_deref().unwrap_or_default()
     }
 
     /// Output frames for `n` input frames.
@@ -93,18 +102,19 @@ impl Interpolate {
     }
 
     fn check(&self, upstream: &StreamInfo) -> Result<()> {
-        let steps = &self.timesteps;
-        if steps.is_empty() {
-            return Err(Error::config("interpolation needs a multiplier of at least 2 (or one timestep)"));
-        }
+        let steps = match &self.timesteps {
+            Err(k) => return Err(Error::config(format!("interpolation multiplier {k} (2 to {MAX_FACTOR})"))),
+            Ok(steps) if steps.is_empty() => return Err(Error::config("interpolation needs at least one timestep")),
+            Ok(steps) => steps,
+        };
         if let Some(t) = steps.iter().find(|t| !(**t > 0.0 && **t < 1.0)) {
             return Err(Error::config(format!("timestep {t} is not strictly between 0 and 1")));
         }
         if steps.windows(2).any(|w| w[1] <= w[0]) {
             return Err(Error::config(format!("timesteps {steps:?} do not increase")));
         }
-        if steps.len() > 255 {
-            return Err(Error::config(format!("{} frames between every two is too many (at most 255)", steps.len())));
+        if steps.len() >= MAX_FACTOR {
+            return Err(Error::config(format!("more than {} frames between every two", MAX_FACTOR - 1)));
         }
         if !SCALES.contains(&self.scale) {
             return Err(Error::config(format!("RIFE scale {} (one of 0.25, 0.5, 1, 2, 4)", self.scale)));
@@ -121,6 +131,10 @@ impl Interpolate {
         }
         Ok(())
     }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// `r · k`, in lowest terms.
@@ -140,9 +154,12 @@ impl Stage for Interpolate {
         let k = self.factor();
         let time_base = match upstream.time_base {
             // Timestamps in ticks k times finer, so the new frames fall on whole ticks.
-            Some(tb) => Some(Rational::new(tb.num, u32::try_from(u64::from(tb.den) * k).map_err(|_| {
-                Error::config(format!("the time base {tb} divided by {k} underflows"))
-            })?)?),
+            Some(tb) => {
+                let g = gcd(u64::from(tb.num), k);
+                let den = u32::try_from(u64::from(tb.den) * (k / g))
+                    .map_err(|_| Error::config(format!("the time base {tb} divided by {k} overflows")))?;
+                Some(Rational::new(tb.num / g as u32, den)?)
+            }
             None => None,
         };
         Ok(StreamInfo {
@@ -175,6 +192,16 @@ impl Stage for Interpolate {
                 )))?;
             }
             device.check_buffer(largest * this.precision.bytes(), "RIFE's largest buffer")?;
+            // The kernels index chunks with 32 bits: what comes in and what goes out.
+            let inbound = this.upstream_request(&request).chunk_frames();
+            for (frames, what) in [(request.chunk_frames(), "output"), (inbound, "input")] {
+                if frames.saturating_mul(info.frame_len()) >= 1 << 31 {
+                    Err(Error::shape(format!(
+                        "{what} chunks of {frames} frames of {}x{} are too large to interpolate (2^31 values at most): use smaller chunks",
+                        info.width, info.height
+                    )))?;
+                }
+            }
             let _memory = device.reserve(model.planned_bytes(frame.padded(), this.scale) as u64).await?;
             let k = this.factor() as i64;
             let mut out = Output::new(&device, request.chunk_frames(), [info.height, info.width, info.channels]);
@@ -193,17 +220,21 @@ impl Stage for Interpolate {
                             (Some(threshold), Some(a), Some(b)) => ssim(a, b) < threshold,
                             _ => false,
                         };
-                        for &t in &this.timesteps {
+                        let steps = this.steps();
+                        let ticks = match (before.pts, current.pts) {
+                            (Some(a), Some(b)) => Some((finer(a, k)?, finer(b, k)?)),
+                            _ => None,
+                        };
+                        let mut last = ticks.map(|(a, _)| a);
+                        for (j, &t) in steps.iter().enumerate() {
                             let (buffer, slot) = out.slot()?;
                             if cut {
                                 before.copy_to(&device, buffer, slot);
                             } else {
                                 model.interpolate(&device, &before.prepared, &current.prepared, t as f32, this.scale, (frame.h, frame.w), buffer, slot)?;
                             }
-                            let pts = match (before.pts, current.pts) {
-                                (Some(a), Some(b)) => Some(between(a, b, t, k)?),
-                                _ => None,
-                            };
+                            let pts = ticks.zip(last).map(|((a, b), last)| between((a, b), t, last, steps.len() - j));
+                            last = pts;
                             if let Some(chunk) = out.filled(pts)? {
                                 yield chunk;
                             }
@@ -216,6 +247,8 @@ impl Stage for Interpolate {
                     }
                     previous = Some(current);
                 }
+                // The frame carried into the next chunk, apart from this chunk.
+                previous = previous.map(Held::alone).transpose()?;
             }
             if let Some(chunk) = out.finish()? {
                 yield chunk;
@@ -229,12 +262,12 @@ fn finer(pts: i64, k: i64) -> Result<i64> {
     pts.checked_mul(k).ok_or_else(|| Error::shape(format!("timestamp {pts} overflows in ticks {k} times finer")))
 }
 
-/// The timestamp (ticks `k` times finer) of the frame at `t` between frames timed `a` and
-/// `b > a`: strictly between theirs, as the gap is at least `k` fine ticks.
-fn between(a: i64, b: i64, t: f64, k: i64) -> Result<i64> {
-    let (a, b) = (finer(a, k)?, finer(b, k)?);
+/// The timestamp of the frame at `t` between frames timed `a` and `b` (fine ticks): the
+/// nearest tick, after `last` (the pair's previous frame) and leaving a tick for each of the
+/// `left − 1` frames after it. The gap holds them all: it is at least `k` fine ticks.
+fn between((a, b): (i64, i64), t: f64, last: i64, left: usize) -> i64 {
     let at = a as f64 + (t * (b as f64 - a as f64)).round();
-    Ok((at as i64).clamp(a + 1, b - 1))
+    (at as i64).clamp(last + 1, b - left as i64)
 }
 
 /// Frame and padded sizes of a stream.
@@ -300,6 +333,11 @@ impl Held {
         Ok(Self { chunk: chunk.clone(), index, prepared, pts: chunk.timestamps().map(|t| t[index]), thumbnail })
     }
 
+    /// The same frame in a chunk of its own, so its chunk's memory can go.
+    fn alone(self) -> Result<Self> {
+        Ok(Self { chunk: self.chunk.slice(self.index, 1)?, index: 0, ..self })
+    }
+
     /// Copies the frame into slot `slot` of `buffer`.
     fn copy_to(&self, device: &Device, buffer: &DeviceBuffer, slot: usize) {
         let len = self.chunk.frame_len();
@@ -314,14 +352,14 @@ struct Output {
     /// Height, width, channels.
     frame: [usize; 3],
     buffer: Option<DeviceBuffer>,
-    filled: usize,
+    written: usize,
     next_frame: u64,
     timestamps: Vec<i64>,
 }
 
 impl Output {
     fn new(device: &Device, chunk_frames: usize, frame: [usize; 3]) -> Self {
-        Self { device: device.clone(), chunk_frames, frame, buffer: None, filled: 0, next_frame: 0, timestamps: Vec::new() }
+        Self { device: device.clone(), chunk_frames, frame, buffer: None, written: 0, next_frame: 0, timestamps: Vec::new() }
     }
 
     fn frame_len(&self) -> usize {
@@ -334,14 +372,14 @@ impl Output {
             let (n, len) = (self.chunk_frames, self.frame_len());
             self.buffer = Some(self.device.alloc_frames(n, len, n)?);
         }
-        Ok((self.buffer.as_ref().expect("allocated above"), self.filled))
+        Ok((self.buffer.as_ref().expect("allocated above"), self.written))
     }
 
     /// Counts the frame just written to the slot; a full chunk comes back.
     fn filled(&mut self, pts: Option<i64>) -> Result<Option<Chunk>> {
-        self.filled += 1;
+        self.written += 1;
         self.timestamps.extend(pts);
-        if self.filled == self.chunk_frames { self.finish() } else { Ok(None) }
+        if self.written == self.chunk_frames { self.finish() } else { Ok(None) }
     }
 
     /// The frames written so far as a chunk (the stream's short last one when not full).
@@ -349,7 +387,7 @@ impl Output {
         let Some(buffer) = self.buffer.take() else {
             return Ok(None);
         };
-        let frames = std::mem::take(&mut self.filled);
+        let frames = std::mem::take(&mut self.written);
         let mut buffer = buffer;
         if frames < self.chunk_frames {
             let len = frames * self.frame_len();

@@ -48,8 +48,12 @@ fn expected(reference: &WeightFile, timesteps: &[&str]) -> Vec<f32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_layout_matches_the_reference() {
     // (model file, reference, timesteps it holds, family)
-    let cases: [(&str, &str, &[&str], &str); 5] = [
-        ("v46.safetensors", "v46", &["t0.25", "t0.5", "t0.75"], "RIFE 4.0–4.6"),
+    let cases: [(&str, &str, &[&str], &str); 9] = [
+        ("v45.safetensors", "v45", &["t0.5"], "RIFE 4.5/4.6"),
+        ("v46.safetensors", "v46", &["t0.25", "t0.5", "t0.75"], "RIFE 4.5/4.6"),
+        ("v49.safetensors", "v49", &["t0.5"], "RIFE 4.7–4.20"),
+        ("v412.safetensors", "v412", &["t0.5"], "RIFE 4.7–4.20"),
+        ("v414lite.safetensors", "v414lite", &["t0.5"], "RIFE 4.7–4.20"),
         ("v418.safetensors", "v418", &["t0.25", "t0.5", "t0.75"], "RIFE 4.7–4.20"),
         ("v422.safetensors", "v422", &["t0.5"], "RIFE 4.21–4.23"),
         ("v426.safetensors", "v426", &["t0.25", "t0.5", "t0.75"], "RIFE 4.25/4.26"),
@@ -154,6 +158,16 @@ async fn new_frames_are_timed_between_their_neighbours() {
         ticks.extend_from_slice(chunk.unwrap().timestamps().unwrap());
     }
     assert_eq!(ticks, [3000, 6000, 9000, 12000, 16500, 21000, 25500, 28501, 31502, 34503]);
+
+    // Uneven timesteps on one-tick gaps: the new frames still get ticks of their own.
+    let model = RifeModel::load(fixture("v46.safetensors")).unwrap();
+    let source = Timed(looped(&reference, 3), vec![0, 1, 2]).pipe(Interpolate::rife(model).timesteps([0.1, 0.2]));
+    let mut stream = source.open(&common::request(2));
+    let mut ticks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        ticks.extend_from_slice(chunk.unwrap().timestamps().unwrap());
+    }
+    assert_eq!(ticks, [0, 1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,8 +194,10 @@ async fn a_scene_cut_repeats_instead_of_morphing() {
 async fn bad_settings_and_streams_are_refused() {
     let model = RifeModel::load(fixture("v46.safetensors")).unwrap();
     let rgb = ImageBatch::from_host(vec![0.5; 2 * 8 * 8 * 3], [2, 8, 8, 3]).unwrap();
-    let cases: [(Interpolate, &str); 5] = [
-        (Interpolate::rife(model.clone()).multiplier(1), "multiplier of at least 2"),
+    let cases: [(Interpolate, &str); 7] = [
+        (Interpolate::rife(model.clone()).multiplier(1), "interpolation multiplier 1 (2 to 256)"),
+        (Interpolate::rife(model.clone()).multiplier(usize::MAX), "interpolation multiplier 18446744073709551615"),
+        (Interpolate::rife(model.clone()).timesteps([]), "at least one timestep"),
         (Interpolate::rife(model.clone()).timesteps([0.5, 0.25]), "do not increase"),
         (Interpolate::rife(model.clone()).timesteps([1.0]), "strictly between 0 and 1"),
         (Interpolate::rife(model.clone()).scale(0.3), "RIFE scale 0.3"),
@@ -205,7 +221,8 @@ fn without(name: &'static str) -> Edit {
 
 #[test]
 fn hostile_or_foreign_weights_give_errors() {
-    let cases: [(&str, Edit, &str); 6] = [
+    let cases: [(&str, Edit, &str); 7] = [
+        ("v46", Box::new(|n, s, v| (!n.ends_with(".beta")).then_some((s, v))), "blocks without residual convolutions"),
         ("v418", without("block2.convblock.3.beta"), "missing tensor block2.convblock.3.beta"),
         (
             "v418",

@@ -149,20 +149,20 @@ struct DecodeArgs {
 #[derive(Args)]
 struct InterpolateOptions {
     /// Multiply the frame rate by K (K − 1 new frames between every two), with --rife.
-    #[arg(long, value_name = "K")]
-    interpolate: Option<usize>,
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(2..=256))]
+    interpolate: Option<u16>,
     /// RIFE 4.x model (flownet.pkl, .pth or .safetensors); alone, it doubles the frame rate.
     #[arg(long, value_name = "MODEL")]
     rife: Option<PathBuf>,
     /// Scale of RIFE's flow pyramid: 0.25, 0.5 (for 4K), 1, 2 or 4.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, requires = "rife")]
     rife_scale: f64,
     /// Repeat instead of morphing where two frames' likeness (SSIM of thumbnails) is below
     /// this (0.3 is a good start).
-    #[arg(long, value_name = "SSIM")]
+    #[arg(long, value_name = "SSIM", requires = "rife")]
     scene_cut: Option<f64>,
     /// Element type of RIFE's activations: f32, f16 or bf16.
-    #[arg(long, default_value = "f32")]
+    #[arg(long, default_value = "f32", requires = "rife")]
     rife_precision: Precision,
 }
 
@@ -176,7 +176,7 @@ impl InterpolateOptions {
             };
         };
         let mut stage = Interpolate::rife(RifeModel::load_async(path).await?)
-            .multiplier(self.interpolate.unwrap_or(2))
+            .multiplier(self.interpolate.map_or(2, usize::from))
             .scale(self.rife_scale)
             .precision(self.rife_precision);
         if let Some(threshold) = self.scene_cut {

@@ -1,9 +1,10 @@
 //! RIFE 4.x (IFNet): frame interpolation by a coarse-to-fine pyramid of flow blocks.
 //!
-//! Every layout released since 4.0 with residual flow blocks is recognised from its tensors:
-//! 4.0–4.6 (no feature encoder; each block's mask adds to the last), 4.7–4.12 and 4.13–4.20,
-//! 4.24 (a feature encoder, `encode.*`, whose features are warped into every block), 4.21–4.23
-//! (blocks also pass 8 feature channels on) and 4.25/4.26 (five blocks, a finer start).
+//! Every layout released since 4.5 (residual flow blocks) is recognised from its tensors:
+//! 4.5/4.6 (no feature encoder; each block's mask adds to the last), 4.7–4.12 and 4.13–4.20,
+//! 4.24 (a feature encoder, `encode.*`, whose features are warped into every block; 4.14.lite's
+//! residual convolutions in two groups), 4.21–4.23 (blocks also pass 8 feature channels on) and
+//! 4.25/4.26 (five blocks, a finer start; 4.25.lite's pyramid ends 4, 1).
 //! Weights come from Practical-RIFE's `flownet.pkl` (`module.` prefixes), `.pth` or
 //! `.safetensors`; training-only tensors (`teacher.*`, `caltime.*`) are ignored.
 
@@ -62,7 +63,7 @@ pub struct RifeConfig {
     pub passed: usize,
     /// The encoder run on each frame, whose output is warped into every block.
     pub encoder: Vec<EncoderLayer>,
-    /// Each block's mask adds to the running one (4.0–4.6) instead of replacing it.
+    /// Each block's mask adds to the running one (4.5/4.6) instead of replacing it.
     pub mask_accumulates: bool,
     /// Channel groups of the residual convolutions (2 in 4.14.lite, else 1).
     pub groups: usize,
@@ -107,7 +108,7 @@ impl RifeConfig {
     pub fn family(&self) -> &'static str {
         match (self.blocks.len(), self.features(), self.passed) {
             (5, ..) => "RIFE 4.25/4.26",
-            (_, 0, _) => "RIFE 4.0–4.6",
+            (_, 0, _) => "RIFE 4.5/4.6",
             (_, _, 0) => "RIFE 4.7–4.20",
             _ => "RIFE 4.21–4.23",
         }
@@ -390,7 +391,7 @@ mod tests {
     #[test]
     fn released_layouts_are_recognised_from_their_tensors() {
         for (version, family, multiple) in
-            [("4.6", "RIFE 4.0–4.6", 32), ("4.18", "RIFE 4.7–4.20", 32), ("4.22", "RIFE 4.21–4.23", 32), ("4.26", "RIFE 4.25/4.26", 64)]
+            [("4.6", "RIFE 4.5/4.6", 32), ("4.18", "RIFE 4.7–4.20", 32), ("4.22", "RIFE 4.21–4.23", 32), ("4.26", "RIFE 4.25/4.26", 64)]
         {
             let config = RifeConfig::released(version).unwrap();
             assert_eq!(RifeConfig::detect(&zeros(&config.tensors())).unwrap(), config, "{version}");

@@ -29,7 +29,7 @@ use crate::model::{Precision, with_element};
 const LEAKY: Activation = Activation::LeakyRelu(0.2);
 
 /// A layer of the feature encoder on the device.
-struct EncoderLayer {
+struct DeviceLayer {
     kind: LayerKind,
     weights: ConvWeights,
     cout: usize,
@@ -53,7 +53,7 @@ pub struct DeviceRife {
     config: RifeConfig,
     precision: Precision,
     strategy: Strategy,
-    encoder: Vec<EncoderLayer>,
+    encoder: Vec<DeviceLayer>,
     blocks: Vec<Block>,
 }
 
@@ -121,7 +121,7 @@ impl DeviceRife {
                     (w, b, layer.cin, 4 * layer.cout)
                 }
             };
-            encoder.push(EncoderLayer {
+            encoder.push(DeviceLayer {
                 kind: layer.kind,
                 weights: upload::<E>(device, &layer.prefix, &weights, &bias, (cout, cin))?,
                 cout: layer.cout,
@@ -188,11 +188,6 @@ impl DeviceRife {
         Ok(Self { config: config.clone(), precision: Precision::of::<E>(), strategy: device.conv_strategy(), encoder, blocks })
     }
 
-    /// The element type it computes in.
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
-
     /// Device bytes one pair's interpolation holds at its peak (the two prepared frames
     /// included) for frames padded to `ph × pw`.
     pub fn planned_bytes(&self, (ph, pw): (usize, usize), scale: f64) -> usize {
@@ -223,7 +218,7 @@ impl DeviceRife {
             .blocks
             .iter()
             .zip(self.config.pyramid.iter().copied())
-            .map(|(b, s)| (pixels as f64 / (s as f64 / scale).powi(2)) as usize * b.cin.max(used(&self.config)))
+            .map(|(b, s)| (pixels as f64 / (s as f64 / scale).powi(2)) as usize * b.cin.max(used(&self.config)).max(b.width / 8))
             .max()
             .unwrap_or(0);
         full.max(encoder).max(blocks)
