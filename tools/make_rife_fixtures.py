@@ -59,10 +59,12 @@ Inputs: 4 frames, 70 wide × 38 high (a multiple of no padding), RGB in [0, 1]: 
 gradient background, moving coloured Gaussian blobs and a drifting sine band (not noise).
 
 Reference run (float64, weights and inputs cast to double), as vs-rife's `rife()` does it:
-pad each frame with zeros at the right and bottom to a multiple of max(M, M / scale)
+pad each frame with zeros at the right and bottom to a multiple of max(M, int(M / scale))
 (M = 32, 64 for v426), encode each padded frame with `encode` (if any), clamp to [0, 1], run IFNet
-with a constant timestep plane t, crop back to 38 × 70. No ensemble (vs-rife's and
-Practical-RIFE's default; ComfyUI never passes its `ensemble` flag through either).
+with a constant timestep plane t and scale_list [s / scale for s in scale_list], crop back to
+38 × 70. scale is 1 unless a name says otherwise (vs-rife accepts 0.25, 0.5, 1, 2, 4 for every
+model). No ensemble (vs-rife's and Practical-RIFE's default; ComfyUI never passes its `ensemble`
+flag through either).
 
 Files (tests/fixtures/rife/):
 
@@ -87,6 +89,15 @@ Files (tests/fixtures/rife/):
         `features0` [ph, pw, C] (encoder output of frame 0; C = 8 for v418, 4 for v426),
         `flow_block{i}` [ph, pw, 4] and `mask_block{i}` [ph, pw, 1]: flow and mask after block
         i's update (the mask before the final sigmoid).
+  * `v426_scales_reference.safetensors` (v426 only; all f32, channel-last; metadata `rife` as
+    above without padded_size, plus scales "2,4,0.25" and padded_sizes "64x128,64x128,256x256"):
+      - `frames` [4, 38, 70, 3]: the same input frames.
+      - `scale2_t0.5`, `scale4_t0.5`, `scale0.25_t0.5` [3, 38, 70, 3]: t = 0.5 between frames i
+        and i+1 at that scale: scale 2: scale_list 8,4,2,1,0.5 (the last block runs at twice the
+        padded size), padding max(64, 32) = 64 (64 × 128); scale 4: 4,2,1,0.5,0.25, padding 64
+        (64 × 128); scale 0.25: 64,32,16,8,4, padding max(64, 256) = 256 (256 × 256; block 0
+        sees 4 × 4). At scales 2 and 4 about 1% of the pixels are exactly 0: both warps sample
+        the zero padding there (as vs-rife does too).
 
 Checks (assertions): the state-dict names and shapes are the released ones at these widths
 (written out independently of the modules); the layout is recognised back from the keys alone
@@ -101,7 +112,8 @@ Cross-checks (optional; the code they run stays outside this repository):
     of the released ones (their own IFBlock class, their in_planes; nothing else changed),
     loaded the way vs-rife loads (the .pkl through its `module.`-stripping, non-strict load; no
     key may be missing; the encoder a separate module loaded strictly from the `encode.` keys),
-    run with vs-rife's padding, timestep plane, grid and encode calls, and must match the
+    run with vs-rife's padding, timestep plane, grid and encode calls, at each reference's scale
+    (`scale0.5_t0.5`, and v426's scales 2, 4, 0.25 through IFNet(scale)), and must match the
     references to 1e-6 in float64 (their warp casts to float32, so for the float64 run it is
     replaced by the same formula without the cast) and to 1e-4 unmodified in float32.
   --comfy FILE: FILE is ComfyUI-Frame-Interpolation's vfi_models/rife/rife_arch.py (arch 4.5
@@ -140,7 +152,8 @@ LAYOUTS = {
     # nout: PixelShuffle output channels of lastconv (flow 4, mask 1, then features or 1 unused).
     # mask: "add" — the block's mask is added to the running one (≤ 4.6); "set" — it replaces it.
     # groups: ResConv groups (1 if not given). vsrife: the vs-rife module(s) to cross-check with.
-    # compact: references `frames` and `t0.5` only.
+    # compact: references `frames` and `t0.5` only. extra_scales: the scales of
+    # <layout>_scales_reference.safetensors (`scale<s>_t0.5` each).
     "v45": dict(widths=[10, 8, 6, 4], enc=None, encoder="none", groups=1, nout=5, mask="add",
                 scales=[8, 4, 2, 1], modulo=32, seed=4500, release="4.5", comfy="4.5",
                 vsrife="IFNet_HDv3_v4_5", compact=True),
@@ -161,7 +174,7 @@ LAYOUTS = {
                  seed=4220, release="4.22", comfy=None, vsrife="IFNet_HDv3_v4_22", compact=True),
     "v426": dict(widths=[10, 8, 6, 4, 4], enc=(16, 4), nout=13, mask="set", scales=[16, 8, 4, 2, 1],
                  modulo=64, seed=4260, release="4.26", comfy="4.26", vsrife="IFNet_HDv3_v4_26", pkl=True,
-                 decoys=True),
+                 decoys=True, extra_scales=(2.0, 4.0, 0.25)),
 }
 
 # Std (px) of the flow each block adds, on the calibration run.
@@ -561,6 +574,11 @@ def channel_last(t):
     return t[0].permute(1, 2, 0).float().contiguous()
 
 
+def scale_key(scale):
+    """The reference name at t = 0.5 for a scale of extra_scales: scale2_t0.5, scale0.25_t0.5."""
+    return f"scale{scale:g}_t0.5"
+
+
 def run_all(net, frames, name, dtype):
     """The reference tensors (in `dtype`, before the f32 cast) and the pair-0 record."""
     spec = net.spec
@@ -574,6 +592,9 @@ def run_all(net, frames, name, dtype):
         if spec.get("scale05"):
             out["scale0.5_t0.5"] = torch.cat(
                 [interpolate(net, fr[i:i + 1], fr[i + 1:i + 2], 0.5, scale=0.5) for i in range(NFRAMES - 1)])
+        for scale in spec.get("extra_scales", ()):
+            out[scale_key(scale)] = torch.cat(
+                [interpolate(net, fr[i:i + 1], fr[i + 1:i + 2], 0.5, scale=scale) for i in range(NFRAMES - 1)])
         rec = {}
         interpolate(net, fr[0:1], fr[1:2], 0.5, record=rec)
     return out, rec
@@ -622,8 +643,10 @@ def write_layout(name, frames):
     flow_report(name, rec64, net.nblocks)
 
     tensors = {"frames": frames.permute(0, 2, 3, 1).contiguous()}
+    extra = {scale_key(s): s for s in spec.get("extra_scales", ())}
     for k, v in ref64.items():
-        tensors[k] = v.permute(0, 2, 3, 1).float().contiguous()
+        if k not in extra:
+            tensors[k] = v.permute(0, 2, 3, 1).float().contiguous()
     if not spec.get("compact"):
         keep = ["pad_frame0", "features0"] + [f"{k}_block{i}" for i in range(net.nblocks) for k in ("flow", "mask")]
         for k in keep:
@@ -648,6 +671,24 @@ def write_layout(name, frames):
     # One metadata entry: safetensors writes the metadata map in no fixed order.
     save_file(tensors, os.path.join(OUT, f"{name}_reference.safetensors"),
               metadata={"rife": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
+    if extra:
+        tensors = {"frames": frames.permute(0, 2, 3, 1).contiguous()}
+        for k in extra:
+            tensors[k] = ref64[k].permute(0, 2, 3, 1).float().contiguous()
+        sizes = [pad_size(spec, s) for s in extra.values()]
+        meta = {
+            "layout": name,
+            "release": spec["release"],
+            "widths": ",".join(map(str, spec["widths"])),
+            "scale_list": ",".join(map(str, spec["scales"])),
+            "pad_multiple": str(spec["modulo"]),
+            "scales": ",".join(f"{s:g}" for s in extra.values()),
+            "padded_sizes": ",".join(f"{ph}x{pw}" for ph, pw in sizes),
+            "encoder_channels": str(spec["enc"][1] if spec["enc"] else 0),
+            "lastconv_channels": str(spec["nout"]),
+        }
+        save_file(tensors, os.path.join(OUT, f"{name}_scales_reference.safetensors"),
+                  metadata={"rife": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
     return net, ref64
 
 
@@ -739,16 +780,22 @@ def crosscheck_vsrife_module(path, module, name, frames, ref64):
     worst32 = worst64 = 0.0
     original_warp = mod.warp
     cases = [(k, float(k[1:]), 1.0) for k in ref64 if re.fullmatch(r"t[0-9.]+", k)]
-    if "scale0.5_t0.5" in ref64:
-        cases.append(("scale0.5_t0.5", 0.5, 0.5))
+    for k in ref64:  # scale0.5_t0.5 (v418), the extra scales (v426)
+        if m := re.fullmatch(r"scale([0-9.]+)_t([0-9.]+)", k):
+            cases.append((k, float(m[2]), float(m[1])))
     for key, t, scale in cases:
         mod.warp = original_warp
         got32 = vsrife_run(mod, state, spec, frames, t, scale, torch.float32)
         mod.warp = warp_keep_dtype
         got64 = vsrife_run(mod, state, spec, frames, t, scale, torch.float64)
         mod.warp = original_warp
-        worst64 = max(worst64, (got64 - ref64[key]).abs().max().item())
-        worst32 = max(worst32, (got32.double() - ref64[key]).abs().max().item())
+        d64 = (got64 - ref64[key]).abs().max().item()
+        d32 = (got32.double() - ref64[key]).abs().max().item()
+        if scale != 1.0:
+            print(f"    {key} (scale {scale:g}, padded {'x'.join(map(str, pad_size(spec, scale)))}): "
+                  f"float64 max |diff| {d64:.2e}, float32 {d32:.2e}")
+        worst64 = max(worst64, d64)
+        worst32 = max(worst32, d32)
     print(f"  {name}: vs-rife {module}: float64 max |diff| {worst64:.2e}, "
           f"float32 (unmodified warp) max |diff| {worst32:.2e} over {len(cases)} cases")
     assert worst64 < 1e-6, worst64

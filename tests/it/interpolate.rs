@@ -283,3 +283,15 @@ async fn half_precision_stays_close() {
         assert!(err < 3e-2, "{precision}: max error {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pyramid_scale_matches_the_reference() {
+    let reference = WeightFile::open(fixture("v426_scales_reference.safetensors")).unwrap();
+    let model = RifeModel::load(fixture("v426.safetensors")).unwrap();
+    for scale in [0.25, 2.0, 4.0] {
+        let source = frames(&reference).pipe(Interpolate::rife(model.clone()).scale(scale));
+        let (_, got) = read_all(&source, 3).await;
+        let err = max_error(&got, &expected(&reference, &[&format!("scale{scale}_t0.5")]));
+        assert!(err < 1e-4, "scale {scale}: max error {err}");
+    }
+}
