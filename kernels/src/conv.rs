@@ -2,7 +2,7 @@
 //! in place and a fused epilogue.
 //!
 //! Input frames are `[frame, y, x, channel]`. One launch computes `out_frames` output frames of
-//! a `kt × k × k` convolution (kt ∈ {1, 3}, k ∈ {1, 3}, stride 1): output frame `t` reads the
+//! a `kt × k × k` convolution (kt ∈ {1, 3}, k ∈ {1, 3}, spatial stride 1 or 2): output frame `t` reads the
 //! padded input frames `t .. t + kt` of a [`Sequence`]: the frames of `head` (the previous
 //! chunk's cached frames) then those of `body`, the first repeated `lead` times before and the
 //! last `trail` times after. So the halo and the first/last-frame padding of a temporal
@@ -67,6 +67,8 @@ pub struct ConvConfig {
     pub kt: u32,
     /// Spatial taps per side: 1 or 3.
     pub k: u32,
+    /// Spatial stride: 1 or 2.
+    pub step: u32,
     pub padding: Padding,
     /// 0 none, 1 leaky ReLU, 2 PReLU, 3 SiLU.
     act: u32,
@@ -122,8 +124,12 @@ struct ConvShape {
     lead: u32,
     zero_lead: u32,
     out_frames: u32,
+    /// Input frame size.
     height: u32,
     width: u32,
+    /// Output frame size (the input's over the stride, rounded up).
+    out_height: u32,
+    out_width: u32,
     cin: u32,
     /// Output channels of this launch (one weight group).
     cout: u32,
@@ -153,7 +159,7 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
 ) {
     let cin = shape.cin;
     let cout = shape.cout;
-    let pixels = shape.out_frames * shape.height * shape.width;
+    let pixels = shape.out_frames * shape.out_height * shape.out_width;
     let tx = UNIT_POS_X;
     let ty = UNIT_POS_Y;
     let tid = ty * THREADS + tx;
@@ -250,16 +256,20 @@ fn conv_kernel<F: Float, NI: Size, NO: Size>(
 fn source(m: u32, tap: u32, shape: &ConvShape, #[comptime] kernel: ConvConfig) -> u32 {
     let (height, width, in_stride) = (shape.height, shape.width, shape.in_stride);
     let plane = height * width;
+    let out_plane = shape.out_height * shape.out_width;
     let dt = tap / comptime!(kernel.k * kernel.k);
     let dy = (tap / comptime!(kernel.k)) % comptime!(kernel.k);
     let dx = tap % comptime!(kernel.k);
     let pad = comptime!(((kernel.k - 1) / 2) as i32);
+    let step = comptime!(kernel.step as i32);
     let mut src = 0xFFFF_FFFFu32; // ZERO_SOURCE
-    if m < shape.out_frames * plane {
-        let t = m / plane;
-        let rest = m % plane;
-        let y = pad_index((rest / width) as i32 + dy as i32 - pad, height as i32, kernel.padding);
-        let x = pad_index((rest % width) as i32 + dx as i32 - pad, width as i32, kernel.padding);
+    if m < shape.out_frames * out_plane {
+        let t = m / out_plane;
+        let rest = m % out_plane;
+        let oy = (rest / shape.out_width) as i32;
+        let ox = (rest % shape.out_width) as i32;
+        let y = pad_index(oy * step + dy as i32 - pad, height as i32, kernel.padding);
+        let x = pad_index(ox * step + dx as i32 - pad, width as i32, kernel.padding);
         if y < height as i32 && x < width as i32 {
             // The padded position's frame: the first or last one in the lead or trail.
             let p = (t + dt) as i32 - shape.lead as i32;
@@ -392,7 +402,7 @@ fn conv_direct_kernel<F: Float, NI: Size, NO: Size>(
 ) {
     let cin = shape.cin;
     let cout = shape.cout;
-    let pixels = shape.out_frames * shape.height * shape.width;
+    let pixels = shape.out_frames * shape.out_height * shape.out_width;
     let n0 = ABSOLUTE_POS_X * DN;
     let m0 = shape.first_pixel + ABSOLUTE_POS_Y * DM;
     if n0 < cout && m0 < pixels {
@@ -459,6 +469,8 @@ pub struct ConvWeights {
     elem: TypeId,
     pub kt: usize,
     pub k: usize,
+    /// Spatial stride: 1, or 2 for a layer uploaded [`strided`](Self::strided).
+    pub step: usize,
     pub cin: usize,
     pub cout: usize,
     groups: Vec<WeightGroup>,
@@ -491,29 +503,6 @@ pub fn gemm_layout(
         for ci in 0..cin {
             for tap in 0..taps {
                 out[(tap * cin + ci) * n + j] = weights[(co * cin + ci) * taps + tap];
-            }
-        }
-    }
-    out
-}
-
-/// PyTorch weights `[co][ci][3][3]` of a 3×3 convolution of stride 2 and padding 1, rewritten
-/// for the stride-1 3×3 convolution over the input's `pixel_unshuffle(2)` (channel
-/// `ci·4 + dy·2 + dx`) that computes the same outputs: `[co][4·ci][3][3]`. Input sides must be
-/// even. Output row `m` reads input rows `2m − 1, 2m, 2m + 1`: unshuffled rows `m − 1` (odd
-/// parity), `m` (even) and `m` (odd); the third tap row stays zero.
-pub fn stride2_as_unshuffled(weights: &[f32], (cout, cin): (usize, usize)) -> Vec<f32> {
-    assert_eq!(weights.len(), cout * cin * 9, "stride-2 weight count");
-    // Tap `k` of the strided kernel → (tap of the new kernel, parity it reads).
-    const TAP: [(usize, usize); 3] = [(0, 1), (1, 0), (1, 1)];
-    let mut out = vec![0.0; cout * 4 * cin * 9];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for (ky, &(ty, dy)) in TAP.iter().enumerate() {
-                for (kx, &(tx, dx)) in TAP.iter().enumerate() {
-                    let new_ci = ci * 4 + dy * 2 + dx;
-                    out[((co * 4 * cin + new_ci) * 3 + ty) * 3 + tx] = weights[((co * cin + ci) * 3 + ky) * 3 + kx];
-                }
             }
         }
     }
@@ -599,7 +588,18 @@ impl ConvWeights {
                 }
             })
             .collect();
-        Self { elem: TypeId::of::<E>(), kt, k, cin, cout, groups }
+        Self { elem: TypeId::of::<E>(), kt, k, step: 1, cin, cout, groups }
+    }
+
+    /// The same weights as a convolution of stride 2 (padding `(k − 1) / 2`): output pixel
+    /// (y, x) reads around input pixel (2y, 2x); an `h × w` input gives `⌈h/2⌉ × ⌈w/2⌉`.
+    pub fn strided(self) -> Self {
+        Self { step: 2, ..self }
+    }
+
+    /// Output frame size for an `h × w` input.
+    pub fn output_size(&self, (h, w): (usize, usize)) -> (usize, usize) {
+        (h.div_ceil(self.step), w.div_ceil(self.step))
     }
 
     /// Whether PReLU slopes were given.
@@ -757,7 +757,8 @@ fn conv_with_limits<R: Runtime, E: Element>(
         Some(head) => assert!(product(&[sequence.head_frames, in_frame], "conv head") <= head.len(), "conv: head size"),
         None => assert!(sequence.head_frames == 0, "conv: head frames without a head"),
     }
-    let pixels = product(&[out_frames, h, w], "conv output pixels");
+    let (oh, ow) = weights.output_size((h, w));
+    let pixels = product(&[out_frames, oh, ow], "conv output pixels");
     assert!(product(&[pixels, output.stride], "conv output") <= output.out.len(), "conv: output size");
     if padding == Padding::Reflect && weights.k == 3 {
         assert!(h >= 2 && w >= 2, "conv: reflect padding needs sides of at least 2");
@@ -805,6 +806,7 @@ fn conv_with_limits<R: Runtime, E: Element>(
         let kernel = ConvConfig {
             kt: weights.kt as u32,
             k: weights.k as u32,
+            step: weights.step as u32,
             padding,
             act,
             residual: output.residual.is_some(),
@@ -823,6 +825,8 @@ fn conv_with_limits<R: Runtime, E: Element>(
                 out_frames as u32,
                 h as u32,
                 w as u32,
+                oh as u32,
+                ow as u32,
                 weights.cin as u32,
                 group.count as u32,
                 input.stride as u32,
@@ -997,24 +1001,10 @@ mod tests {
     }
 
     #[test]
-    fn strided_and_transposed_convolutions_as_stride_1() {
+    fn transposed_convolution_as_a_shuffled_3x3() {
         let mut rng = Rng::new(71);
         let (h, w, cin, cout) = (6, 4, 3, 5);
         let x = rng.vec_f32(h * w * cin, -1.0, 1.0);
-        let zero_bias = vec![0.0; 4 * cout];
-        // Stride 2, padding 1: output (oy, ox) reads input (2oy − 1 + ky, 2ox − 1 + kx).
-        let weights = rng.vec_f32(cout * cin * 9, -1.0, 1.0);
-        let want = direct(&x, (h, w, cin), (h / 2, w / 2, cout), &|co, ci, (oy, ox), (y, xx)| {
-            let (ky, kx) = (y - 2 * oy + 1, xx - 2 * ox + 1);
-            ((0..3).contains(&ky) && (0..3).contains(&kx))
-                .then(|| f64::from(weights[((co * cin + ci) * 3 + ky as usize) * 3 + kx as usize]))
-        });
-        let unshuffled = crate::layout::reference::pixel_unshuffle(&x, (1, h, w, cin), 2);
-        let rewritten = stride2_as_unshuffled(&weights, (cout, cin));
-        let got = conv_reference(&[&unshuffled], (h / 2, w / 2, 4 * cin), &rewritten, &zero_bias[..cout], (cout, 4 * cin, 1, 3), Padding::Zeros, Activation::None, &[], None);
-        let got: Vec<f32> = got.iter().map(|&v| v as f32).collect();
-        assert_close(&got, &want, 1e-6, "stride 2");
-
         // Transposed 4×4, stride 2, padding 1: input (y, x) adds into output (2y − 1 + ky, 2x − 1 + kx).
         let weights = rng.vec_f32(cin * cout * 16, -1.0, 1.0);
         let bias = rng.vec_f32(cout, -1.0, 1.0);
@@ -1219,6 +1209,9 @@ mod tests {
             let residual = (case % 5 == 0)
                 .then(|| rounded::<E>(rng.vec_f32(out_frames * h * w * cout, -1.0, 1.0)));
             let before_activation = case % 10 == 5;
+            // Some cases of stride 2 (without a residual: the reference subsamples stride 1).
+            let step = if case % 4 == 3 && residual.is_none() { 2 } else { 1 };
+            let (oh, ow) = (h.div_ceil(step), w.div_ceil(step));
 
             let weights = ConvWeights::upload::<_, E>(
                 &client,
@@ -1227,10 +1220,11 @@ mod tests {
                 matches!(activation, Activation::PRelu).then_some(&slopes[..]),
                 (cout, cin, kt, k),
             );
+            let weights = if step == 2 { weights.strided() } else { weights };
             let head_buf = DeviceBuffer::from_f32_as::<_, E>(&client, &head);
             let body_buf = DeviceBuffer::from_f32_as::<_, E>(&client, &body);
             let residual_buf = residual.as_ref().map(|r| DeviceBuffer::from_f32_as::<_, E>(&client, r));
-            let out = poisoned::<E>(&client, out_frames * h * w * out_stride);
+            let out = poisoned::<E>(&client, out_frames * oh * ow * out_stride);
             let input = ConvInput {
                 head: (head_frames > 0).then_some(&head_buf),
                 body: &body_buf,
@@ -1290,13 +1284,23 @@ mod tests {
             } else {
                 want
             };
+            // Stride 2: the stride-1 outputs at even positions.
+            let want: Vec<f64> = if step == 2 {
+                want.chunks(cout)
+                    .enumerate()
+                    .filter(|(p, _)| (p / w % h) % 2 == 0 && (p % w) % 2 == 0)
+                    .flat_map(|(_, px)| px.to_vec())
+                    .collect()
+            } else {
+                want
+            };
             let got_slice: Vec<f32> = got
                 .chunks(out_stride)
                 .flat_map(|px| px[out_offset..out_offset + cout].to_vec())
                 .collect();
             let what = format!(
                 "case {case}: {strategy:?} {kt}x{k}x{k} {padding:?} {activation:?} {h}x{w} \
-                 {cin}->{cout} {sequence:?} residual before the activation: {before_activation}"
+                 {cin}->{cout} {sequence:?} residual before the activation: {before_activation}, stride {step}"
             );
             assert_close(&got_slice, &want, tolerance, &what);
             // Channels outside the slice stay untouched (still poisoned).

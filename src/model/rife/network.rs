@@ -1,10 +1,9 @@
 //! An IFNet on a device: its weights rewritten for the stride-1 convolution kernel, and the
 //! forward pass over a pair of frames.
 //!
-//! Stride-2 convolutions run as stride-1 convolutions over a 2×2 space-to-depth of their
-//! input, transposed 4×4 convolutions as 3×3 convolutions followed by a depth-to-space
-//! (fused with the released pixel shuffle into one of 4), ResConv's `beta` is folded into
-//! its weights, and its activation follows the residual sum in the convolution's epilogue.
+//! Transposed 4×4 convolutions run as 3×3 convolutions followed by a depth-to-space (fused
+//! with the released pixel shuffle into one of 4), ResConv's `beta` is folded into its
+//! weights, and its activation follows the residual sum in the convolution's epilogue.
 //!
 //! Per pair, two full-size buffers hold the blocks' inputs: `x` — both frames (warped after
 //! the first block), their features (warped likewise) and the timestep plane — and `motion` —
@@ -12,11 +11,9 @@
 //! downscaled into one small buffer, whose channel order its first convolution's weights
 //! were permuted to.
 
-use framestream_kernels::conv::{
-    Activation, ConvWeights, Residual, Strategy, stride2_as_unshuffled, transposed_4x4_as_shuffled,
-};
+use framestream_kernels::conv::{Activation, ConvWeights, Residual, Strategy, transposed_4x4_as_shuffled};
 use framestream_kernels::flow::{Scaling, Slice, blend, fill, pad, resize, warp};
-use framestream_kernels::layout::{copy_channels, pixel_shuffle, pixel_unshuffle};
+use framestream_kernels::layout::{copy_channels, pixel_shuffle};
 use framestream_kernels::{DeviceBuffer, Element};
 
 use super::{LayerKind, RESIDUALS, RifeConfig};
@@ -41,7 +38,7 @@ struct Block {
     /// Input channels (in the order of the downscaled buffer) and width.
     cin: usize,
     width: usize,
-    /// The two stride-2 convolutions, over space-to-depth inputs.
+    /// The two stride-2 convolutions.
     conv0: [ConvWeights; 2],
     residuals: Vec<ConvWeights>,
     /// The transposed convolution as a 3×3 convolution to 16 × `used` channels.
@@ -113,17 +110,17 @@ impl DeviceRife {
         let mut encoder = Vec::new();
         for layer in &config.encoder {
             let (w, b) = (tensor(format!("{}.weight", layer.prefix))?, tensor(format!("{}.bias", layer.prefix))?);
-            let (weights, bias, cin, cout) = match layer.kind {
-                LayerKind::Strided => (stride2_as_unshuffled(&w, (layer.cout, layer.cin)), b, 4 * layer.cin, layer.cout),
-                LayerKind::Plain => (w, b, layer.cin, layer.cout),
+            let weights = match layer.kind {
+                LayerKind::Strided => upload::<E>(device, &layer.prefix, &w, &b, (layer.cout, layer.cin))?.strided(),
+                LayerKind::Plain => upload::<E>(device, &layer.prefix, &w, &b, (layer.cout, layer.cin))?,
                 LayerKind::Transposed => {
                     let (w, b) = transposed_4x4_as_shuffled(&w, &b, (layer.cin, layer.cout));
-                    (w, b, layer.cin, 4 * layer.cout)
+                    upload::<E>(device, &layer.prefix, &w, &b, (4 * layer.cout, layer.cin))?
                 }
             };
             encoder.push(DeviceLayer {
                 kind: layer.kind,
-                weights: upload::<E>(device, &layer.prefix, &weights, &bias, (cout, cin))?,
+                weights,
                 cout: layer.cout,
                 activation: if layer.leaky { LEAKY } else { Activation::None },
             });
@@ -143,14 +140,9 @@ impl DeviceRife {
             let w0 = tensor(format!("{p}.conv0.0.0.weight"))?;
             let w0 = if i == 0 { w0 } else { permute_inputs(&w0, (c / 2, cin, 9), &later_order) };
             let conv0 = [
-                upload::<E>(device, &p, &stride2_as_unshuffled(&w0, (c / 2, cin)), &tensor(format!("{p}.conv0.0.0.bias"))?, (c / 2, 4 * cin))?,
-                upload::<E>(
-                    device,
-                    &p,
-                    &stride2_as_unshuffled(&tensor(format!("{p}.conv0.1.0.weight"))?, (c, c / 2)),
-                    &tensor(format!("{p}.conv0.1.0.bias"))?,
-                    (c, 2 * c),
-                )?,
+                upload::<E>(device, &p, &w0, &tensor(format!("{p}.conv0.0.0.bias"))?, (c / 2, cin))?.strided(),
+                upload::<E>(device, &p, &tensor(format!("{p}.conv0.1.0.weight"))?, &tensor(format!("{p}.conv0.1.0.bias"))?, (c, c / 2))?
+                    .strided(),
             ];
             let mut residuals = Vec::with_capacity(RESIDUALS);
             for j in 0..RESIDUALS {
@@ -241,15 +233,14 @@ impl DeviceRife {
         with_client!(device, client => pad::<_, f32, E>(client, frames, index * h * w * 3, (1, h, w, 3), (ph, pw), true, &padded));
         let mut features = None;
         if !self.encoder.is_empty() {
-            let (mut cur, mut ch, mut cw, mut cc) = (padded.clone(), ph, pw, 3);
+            let (mut cur, mut ch, mut cw) = (padded.clone(), ph, pw);
             for layer in &self.encoder {
                 let out = match layer.kind {
                     LayerKind::Strided => {
-                        let u = device.alloc_elems::<E>(ch * cw * cc)?;
-                        with_client!(device, client => pixel_unshuffle::<_, E>(client, &cur, (1, ch, cw, cc), 2, &u));
-                        (ch, cw) = (ch / 2, cw / 2);
-                        let out = device.alloc_elems::<E>(ch * cw * layer.cout)?;
-                        self.conv::<E>(device, &layer.weights, &u, (ch, cw), &out, layer.activation, None);
+                        let (oh, ow) = layer.weights.output_size((ch, cw));
+                        let out = device.alloc_elems::<E>(oh * ow * layer.cout)?;
+                        self.conv::<E>(device, &layer.weights, &cur, (ch, cw), &out, layer.activation, None);
+                        (ch, cw) = (oh, ow);
                         out
                     }
                     LayerKind::Plain => {
@@ -266,7 +257,7 @@ impl DeviceRife {
                         out
                     }
                 };
-                (cur, cc) = (out, layer.cout);
+                cur = out;
             }
             if (ch, cw) != (ph, pw) {
                 return Err(Error::shape(format!("the feature encoder turned {pw}x{ph} into {cw}x{ch}")));
@@ -344,9 +335,7 @@ impl DeviceRife {
             let (sh, sw) = ((ph as f64 / s).round() as usize, (pw as f64 / s).round() as usize);
             let c = block.width;
             let small = device.alloc_elems::<E>(sh * sw * block.cin)?;
-            let unshuffled = device.alloc_elems::<E>(sh * sw * block.cin)?;
             let half = device.alloc_elems::<E>(sh * sw / 4 * (c / 2))?;
-            let half_unshuffled = device.alloc_elems::<E>(sh * sw / 4 * (c / 2))?;
             let (q, qw) = (sh / 4, sw / 4);
             let mut feat = device.alloc_elems::<E>(q * qw * c)?;
             let mut spare = device.alloc_elems::<E>(q * qw * c)?;
@@ -359,11 +348,9 @@ impl DeviceRife {
                     let flow = Scaling { first: 0, count: 4, factor: 1.0 / ratio, added: 0 };
                     resize::<_, E>(client, Slice::dense(&motion, mc), (1, ph, pw), mc, Slice::at(&small, block.cin, xc), (sh, sw), (ratio, ratio), flow);
                 }
-                pixel_unshuffle::<_, E>(client, &small, (1, sh, sw, block.cin), 2, &unshuffled);
             });
-            self.conv::<E>(device, &block.conv0[0], &unshuffled, (sh / 2, sw / 2), &half, LEAKY, None);
-            with_client!(device, client => pixel_unshuffle::<_, E>(client, &half, (1, sh / 2, sw / 2, c / 2), 2, &half_unshuffled));
-            self.conv::<E>(device, &block.conv0[1], &half_unshuffled, (q, qw), &feat, LEAKY, None);
+            self.conv::<E>(device, &block.conv0[0], &small, (sh, sw), &half, LEAKY, None);
+            self.conv::<E>(device, &block.conv0[1], &half, (sh / 2, sw / 2), &feat, LEAKY, None);
             for residual in &block.residuals {
                 let sum = Residual::dense(&feat, c, 1.0).before_activation();
                 self.conv::<E>(device, residual, &feat, (q, qw), &spare, LEAKY, Some(sum));
