@@ -36,6 +36,8 @@ mod ext;
 pub mod kernel;
 pub mod model;
 pub mod progress;
+#[cfg(feature = "server")]
+pub mod service;
 pub mod sink;
 pub mod source;
 pub mod stage;
