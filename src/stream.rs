@@ -42,6 +42,18 @@ impl Rational {
         f64::from(self.num) / f64::from(self.den)
     }
 
+    /// `self · k` in lowest terms; `None` when the numerator overflows.
+    pub(crate) fn times(self, k: u32) -> Option<Self> {
+        let g = gcd(self.den, k);
+        Some(Self { num: self.num.checked_mul(k / g)?, den: self.den / g })
+    }
+
+    /// `self / k` in lowest terms; `None` when the denominator overflows.
+    pub(crate) fn divided_by(self, k: u32) -> Option<Self> {
+        let g = gcd(self.num, k);
+        Some(Self { num: self.num / g, den: self.den.checked_mul(k / g)? })
+    }
+
     /// Ticks of `time_base` one frame at this rate lasts (rounded, at least 1).
     pub(crate) fn frame_ticks(self, time_base: Rational) -> i64 {
         (1.0 / (self.as_f64() * time_base.as_f64())).round().max(1.0) as i64

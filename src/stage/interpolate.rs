@@ -17,7 +17,7 @@ use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
 use crate::model::Precision;
 use crate::model::rife::{DeviceRife, Prepared, RifeModel};
-use crate::stream::{FrameStream, OpenRequest, Rational, Stage, StreamInfo};
+use crate::stream::{FrameStream, OpenRequest, Stage, StreamInfo};
 
 /// The scales RIFE's pyramid runs at (Practical-RIFE's `--scale`): below 1 for large frames
 /// (0.5 for 4K), above 1 for small ones.
@@ -133,17 +133,6 @@ impl Interpolate {
     }
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
-
-/// `r · k`, in lowest terms.
-fn times(r: Rational, k: u64, what: &str) -> Result<Rational> {
-    let num = u64::from(r.num) * k;
-    let num = u32::try_from(num).map_err(|_| Error::config(format!("the {what} {r} times {k} overflows")))?;
-    Rational::new(num, r.den)
-}
-
 impl Stage for Interpolate {
     fn name(&self) -> String {
         "interpolate".into()
@@ -151,19 +140,15 @@ impl Stage for Interpolate {
 
     fn info(&self, upstream: &StreamInfo) -> Result<StreamInfo> {
         self.check(upstream)?;
-        let k = self.factor();
-        let time_base = match upstream.time_base {
-            // Timestamps in ticks k times finer, so the new frames fall on whole ticks.
-            Some(tb) => {
-                let g = gcd(u64::from(tb.num), k);
-                let den = u32::try_from(u64::from(tb.den) * (k / g))
-                    .map_err(|_| Error::config(format!("the time base {tb} divided by {k} overflows")))?;
-                Some(Rational::new(tb.num / g as u32, den)?)
-            }
-            None => None,
-        };
+        let k = self.factor() as u32;
+        // Timestamps in ticks k times finer, so the new frames fall on whole ticks.
+        let time_base = upstream
+            .time_base
+            .map(|tb| tb.divided_by(k).ok_or_else(|| Error::config(format!("the time base {tb} divided by {k} overflows"))))
+            .transpose()?;
+        let fps = upstream.fps;
         Ok(StreamInfo {
-            fps: times(upstream.fps, k, "frame rate")?,
+            fps: fps.times(k).ok_or_else(|| Error::config(format!("the frame rate {fps} times {k} overflows")))?,
             total_frames: upstream.total_frames.map(|n| self.frames_out(n)),
             estimated_frames: upstream.estimated_frames.map(|n| self.frames_out(n)),
             time_base,
