@@ -10,6 +10,10 @@ PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   ffmpeg                                  # ffmpeg and ffprobe, used by the tests
 )
+# The test suite also drives the job service's web page in a headless browser.
+if [ "${WITH_TEST_PACKAGES:-0}" = 1 ]; then
+  PACKAGES+=(chromium)
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "note: not a Debian/Ubuntu system; make sure the equivalents of these are installed:" >&2

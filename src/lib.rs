@@ -21,7 +21,8 @@
 //!
 //! Features: `video` (on by default) reads and writes video files through FFmpeg (`VideoFile`,
 //! `save_video`, `SaveVideo`); without it the crate needs no FFmpeg libraries. `cli` (on by
-//! default) builds the `framestream` command; `cuda` adds the CUDA runtime.
+//! default) builds the `framestream` command; `server` (on by default) the job service
+//! ([`service`]); `cuda` adds the CUDA runtime.
 //!
 //! File outputs are atomic: they are written as `NAME.partial-XXXXXXXX` beside the target
 //! and renamed when complete; an error, a cancelled future or a dropped stream removes the

@@ -12,6 +12,7 @@ mod ltx;
 mod preview;
 mod resize;
 mod runtime;
+mod service;
 mod sinks;
 mod upscale;
 mod video;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use framestream::prelude::*;
 use framestream::sink::Report;
-use framestream::StageId;
+use framestream::{DeviceInfo, StageId};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -60,6 +60,18 @@ impl Output {
                 report.elapsed.as_secs_f64(),
                 report.frames_per_second()
             );
+        }
+    }
+
+    /// The service listens; `interrupted`: jobs a previous run left unfinished.
+    pub fn serving(&self, address: &std::net::SocketAddr, device: &DeviceInfo, interrupted: &[u64]) {
+        if self.json {
+            println!("{}", json!({ "event": "serving", "address": address.to_string(), "device": device.to_string(), "interrupted": interrupted }));
+        } else if !self.quiet {
+            if !interrupted.is_empty() {
+                eprintln!("marked {} unfinished job(s) of a previous run interrupted", interrupted.len());
+            }
+            eprintln!("framestream serving on http://{address}/ ({device})");
         }
     }
 

@@ -11,6 +11,7 @@ use framestream::model::rife::RifeModel;
 use framestream::model::VideoVae;
 use framestream::model::ltx::Precision;
 use framestream::prelude::*;
+use framestream::service::{OnShutdown, Service, ServiceConfig};
 use framestream::sink::Report;
 
 use events::Output;
@@ -48,6 +49,43 @@ enum Command {
     /// Decode a video latent with its VAE — LTX-Video 0.9.x, LTX-2.0, LTX-2.3, Wan 2.1 or Wan
     /// 2.2, told from the VAE file — optionally upscaled, to a file.
     Decode(DecodeArgs),
+    /// Run the job service: a JSON API under /v1, live events, a web page at /, /metrics.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (another host than 127.0.0.1 exposes the service: set --token).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: std::net::SocketAddr,
+    /// Folder jobs read their inputs and models from.
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Folder jobs write their outputs to.
+    #[arg(long)]
+    outputs: PathBuf,
+    /// The job records (SQLite; created if missing).
+    #[arg(long, default_value = "framestream-jobs.sqlite")]
+    database: PathBuf,
+    /// Jobs running at once.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Jobs waiting for a slot; more are refused with HTTP 429.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// Requests must carry this bearer token.
+    #[arg(long, env = "FRAMESTREAM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Device memory all jobs reserve together, in MiB (default: no limit).
+    #[arg(long)]
+    memory_budget_mib: Option<u64>,
+    /// A preview image every this many frames, unless a job says otherwise (0: none).
+    #[arg(long, default_value_t = 24)]
+    preview_every: u64,
+    /// On SIGTERM or Ctrl-C: cancel the running jobs, or let them finish (a second signal
+    /// cancels them).
+    #[arg(long, default_value = "cancel")]
+    on_shutdown: OnShutdown,
 }
 
 #[derive(Args)]
@@ -394,6 +432,16 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli, given: ArgMatches) -> ExitCode {
     let output = Output::new(cli.quiet, cli.json);
+    // The service handles its signals itself: it stops in order.
+    if let Command::Serve(args) = &cli.command {
+        return match serve(&cli, args, &output).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                output.error(&e);
+                ExitCode::FAILURE
+            }
+        };
+    }
     let work = async {
         match &cli.command {
             Command::Info => info(&cli, &output),
@@ -401,6 +449,7 @@ async fn run(cli: Cli, given: ArgMatches) -> ExitCode {
             Command::Transcode(args) => transcode(&cli, args, &given, &output).await,
             Command::Upscale(args) => upscale(&cli, args, &given, &output).await,
             Command::Decode(args) => decode(&cli, args, &given, &output).await,
+            Command::Serve(_) => unreachable!("served above"),
         }
     };
     // Ctrl-C drops the pipeline, which cancels every stage and removes partial outputs.
@@ -532,6 +581,62 @@ async fn decode(cli: &Cli, args: &DecodeArgs, given: &ArgMatches, output: &Outpu
     };
     let video = args.interpolate.around(decoded, upscale, given).await?;
     run_pipeline(cli, &video, &args.output, output).await
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs, output: &Output) -> Result<()> {
+    let config = ServiceConfig {
+        running_jobs: args.jobs,
+        queued_jobs: args.queue,
+        token: args.token.clone().filter(|t| !t.is_empty()),
+        device: cli.device,
+        memory_budget: args.memory_budget_mib.map(|mib| mib << 20),
+        preview_every: args.preview_every,
+        on_shutdown: args.on_shutdown,
+        ..ServiceConfig::new(&args.inputs, &args.outputs, &args.database)
+    };
+    if !args.bind.ip().is_loopback() && config.token.is_none() {
+        eprintln!("warning: serving on {} without --token: anyone who reaches it can run jobs", args.bind);
+    }
+    let service = Service::new(config).await?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| Error::InvalidConfig(format!("cannot listen on {}: {e}", args.bind)))?;
+    let address = listener.local_addr().map_err(|e| Error::InvalidConfig(format!("{}: {e}", args.bind)))?;
+    output.serving(&address, service.device().info(), service.interrupted_at_start());
+    let stopping = service.clone();
+    let quiet = output.quiet || output.json;
+    let shutdown = async move {
+        stop_signal().await;
+        if !quiet {
+            eprintln!("framestream: stopping (no new jobs; a second signal cancels the running ones)");
+        }
+        // A second signal cancels what the first let finish.
+        tokio::select! {
+            () = stopping.shutdown() => {}
+            () = async { stop_signal().await; stopping.cancel_all(); stopping.shutdown().await } => {}
+        }
+    };
+    axum::serve(listener, service.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::InvalidConfig(format!("serving on {address}: {e}")))
 }
 
 fn check_not_same_file(input: &Path, output: &Path) -> Result<()> {
