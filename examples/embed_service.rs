@@ -4,7 +4,7 @@
 //!
 //! `cargo run --example embed_service` submits a test-pattern job to itself over HTTP,
 //! follows it to the end and exits; with `-- --serve` it keeps serving (the page is at
-//! `/framestream/`) until Ctrl-C.
+//! `/framestream`) until Ctrl-C.
 
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { stopped.closed().await }).await
     });
-    println!("serving: http://{address}/framestream/");
+    println!("serving: http://{address}/framestream");
 
     if std::env::args().any(|a| a == "--serve") {
         tokio::signal::ctrl_c().await?;

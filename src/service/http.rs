@@ -60,6 +60,7 @@ impl Service {
             .route("/v1/info", get(info))
             .route("/metrics", get(metrics))
             .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(self.clone(), authorize));
         Router::new()
             .route("/", get(page))
@@ -73,12 +74,37 @@ async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
+async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}
+
+/// A request another site's page made the browser send (a form post, a `fetch`): refused for
+/// anything but reading, so a page on the web cannot submit or cancel jobs on a service
+/// that listens on the user's machine.
+fn cross_site(request: &Request) -> bool {
+    let headers = request.headers();
+    if headers.get("sec-fetch-site").is_some_and(|site| site.as_bytes() == b"cross-site") {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, authority)| authority) != Some(host),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Compares in time independent of where the strings differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn authorize(State(service): State<Service>, request: Request, next: Next) -> Response {
+    let reading = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if !reading && cross_site(&request) {
+        return error_response(StatusCode::FORBIDDEN, "cross_site", "requests from another site's page are refused");
+    }
     let Some(token) = &service.config().token else {
         return next.run(request).await;
     };
@@ -89,9 +115,9 @@ async fn authorize(State(service): State<Service>, request: Request, next: Next)
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     // EventSource and download links cannot set headers: the query may carry the token.
-    let from_query = request.uri().query().and_then(|query| {
-        query.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(|v| v.to_owned())
-    });
+    let from_query = Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|Query(mut pairs)| pairs.remove("access_token"));
     let given = from_header.or(from_query);
     if given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
         return next.run(request).await;
@@ -106,14 +132,36 @@ async fn page() -> Html<&'static str> {
 }
 
 /// The body parsed as a job spec; unknown fields and malformed JSON are 400s that say where.
-async fn submit(State(service): State<Service>, body: Bytes) -> Result<(StatusCode, Json<JobView>), ServiceError> {
-    let spec: JobSpec = serde_json::from_slice(&body).map_err(|e| ServiceError::BadRequest(format!("job spec: {e}")))?;
-    let view = service.submit(spec).await?;
+async fn submit(
+    State(service): State<Service>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<JobView>), Response> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !json {
+        return Err(error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a job is sent as Content-Type: application/json",
+        ));
+    }
+    let body = body.map_err(|e| error_response(e.status(), "bad_body", &e.body_text()))?;
+    let spec: JobSpec = serde_json::from_slice(&body)
+        .map_err(|e| ServiceError::BadRequest(format!("job spec: {e}")).into_response())?;
+    let view = service.submit(spec).await.map_err(IntoResponse::into_response)?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 fn job_id(id: &str) -> Result<u64, ServiceError> {
-    id.parse().map_err(|_| ServiceError::BadRequest(format!("`{id}` is not a job id")))
+    let id: u64 = id.parse().map_err(|_| ServiceError::BadRequest(format!("`{id}` is not a job id")))?;
+    // Ids are SQLite row ids: anything larger names no job.
+    if id > i64::MAX as u64 {
+        return Err(ServiceError::NotFound(id));
+    }
+    Ok(id)
 }
 
 async fn job(State(service): State<Service>, Path(id): Path<String>) -> Result<Json<JobView>, ServiceError> {
@@ -155,12 +203,33 @@ async fn output(State(service): State<Service>, Path(id): Path<String>, request:
         .await
         .map_err(|e| ServiceError::Internal(format!("reading the output: {e}")))?;
     let mut response = response.map(Body::new);
-    // The name as the client should save it (quotes and controls dropped).
-    let safe: String = name.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+    // The type is ours, not guessed from a name the client chose (an `.html` output must
+    // not run as a page), and the browser saves it rather than showing it.
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type(&path)));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let encoded: String = name
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// The media type of an output by the containers the service writes.
+fn media_type(path: &std::path::Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("mp4") => "video/mp4",
+        Some("mkv") => "video/x-matroska",
+        Some("mov") => "video/quicktime",
+        Some("webm") => "video/webm",
+        _ => "application/octet-stream",
+    }
 }
 
 async fn preview(State(service): State<Service>, Path(id): Path<String>) -> Result<Response, ServiceError> {
@@ -210,6 +279,7 @@ async fn job_events(
         }
         loop {
             let view = tokio::select! {
+                biased;
                 update = updates.recv() => match update {
                     Ok(view) if view.id == id => view,
                     Ok(_) => continue,
@@ -237,6 +307,7 @@ async fn all_events(State(service): State<Service>) -> Sse<impl Stream<Item = Re
     let stream = async_stream::stream! {
         loop {
             tokio::select! {
+                biased;
                 update = updates.recv() => match update {
                     Ok(view) => yield Ok(Event::default().event("job").data(serde_json::to_string(&view).unwrap_or_default())),
                     Err(RecvError::Lagged(_)) => yield Ok(Event::default().event("lagged").data("{}")),

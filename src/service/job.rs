@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::spec::{JobSpec, Plan};
 use crate::progress::{Event, EventKind, StageId};
+use crate::stage::PreviewImage;
 
 /// Most messages (model information, retries) a job keeps.
 const MAX_MESSAGES: usize = 32;
@@ -116,6 +117,35 @@ pub(crate) fn now() -> f64 {
 /// The stages that end a pipeline and count the output's frames.
 const SINKS: [&str; 2] = ["save_video", "write_tensor"];
 
+/// Previews are kept at most this many pixels wide or high (a 4K frame would be 25 MB a job).
+const PREVIEW_SIDE: usize = 640;
+
+/// `image` reduced by a whole factor (averaging each block) until it fits [`PREVIEW_SIDE`].
+pub(crate) fn shrink(image: PreviewImage) -> PreviewImage {
+    let step = image.width.max(image.height).div_ceil(PREVIEW_SIDE).max(1);
+    if step == 1 {
+        return image;
+    }
+    let (width, height) = (image.width.div_ceil(step), image.height.div_ceil(step));
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let (mut sum, mut count) = ([0u32; 3], 0u32);
+            for sy in y * step..((y + 1) * step).min(image.height) {
+                for sx in x * step..((x + 1) * step).min(image.width) {
+                    let at = (sy * image.width + sx) * 3;
+                    for (c, total) in sum.iter_mut().enumerate() {
+                        *total += u32::from(image.rgb[at + c]);
+                    }
+                    count += 1;
+                }
+            }
+            rgb.extend(sum.map(|total| ((total + count / 2) / count) as u8));
+        }
+    }
+    PreviewImage { width, height, rgb, ..image }
+}
+
 /// A preview image, PNG-encoded.
 #[derive(Clone)]
 pub(crate) struct PreviewPng {
@@ -220,5 +250,24 @@ impl Job {
                 view.frames_per_second = (seconds > 0.0).then(|| stage.frames_done as f64 / seconds);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_shrink_by_block_averages() {
+        let (width, height) = (1500, 7);
+        let rgb: Vec<u8> = (0..width * height * 3).map(|i| ((i / 3) % width % 2 * 200) as u8).collect();
+        let small = shrink(PreviewImage { stage: None, frame: 3, width, height, rgb });
+        // 1500 wide needs a factor 3: 500 × 3, the last row block only 1 high.
+        assert_eq!((small.width, small.height, small.frame), (500, 3, 3));
+        assert_eq!(small.rgb.len(), 500 * 3 * 3);
+        // Columns alternate 0, 200: blocks of three average to 67 or 133.
+        assert_eq!(&small.rgb[..6], &[67, 67, 67, 133, 133, 133]);
+        let tiny = PreviewImage { stage: None, frame: 0, width: 4, height: 2, rgb: vec![9; 24] };
+        assert_eq!(shrink(tiny.clone()), tiny);
     }
 }

@@ -287,6 +287,9 @@ impl Service {
         // The job's place in the queue is held while its record is written.
         {
             let mut live = lock(&inner.live);
+            if !inner.accepting.load(Ordering::SeqCst) {
+                return Err(ServiceError::ShuttingDown);
+            }
             let capacity = inner.config.running_jobs + inner.config.queued_jobs;
             if live.active.len() + live.pending.len() >= capacity {
                 return Err(ServiceError::QueueFull(inner.config.queued_jobs));
@@ -295,6 +298,7 @@ impl Service {
                 return Err(ServiceError::Conflict(format!("another job writes {}", plan.output.display())));
             }
             live.pending.push(plan.output.clone());
+            inner.active.send_replace(live.active.len() + live.pending.len());
         }
         let store = inner.store.clone();
         let output = plan.output.clone();
@@ -303,10 +307,20 @@ impl Service {
         if let Some(at) = live.pending.iter().position(|p| *p == plan.output) {
             live.pending.swap_remove(at);
         }
-        let view = recorded?;
+        let view = match recorded {
+            Ok(view) => view,
+            Err(e) => {
+                inner.active.send_replace(live.active.len() + live.pending.len());
+                return Err(e.into());
+            }
+        };
         let job = Arc::new(Job::new(view.clone(), plan));
         live.active.insert(view.id, job.clone());
-        inner.active.send_replace(live.active.len());
+        inner.active.send_replace(live.active.len() + live.pending.len());
+        // A shutdown that began while the record was written did not see this job.
+        if !inner.accepting.load(Ordering::SeqCst) {
+            job.cancel();
+        }
         drop(live);
         inner.publish(view.clone());
         tokio::spawn(run(inner.clone(), job));
@@ -513,7 +527,7 @@ impl Inner {
         while live.recent.len() > RECENT_JOBS {
             live.recent.pop_front();
         }
-        self.active.send_replace(live.active.len());
+        self.active.send_replace(live.active.len() + live.pending.len());
     }
 }
 
@@ -533,11 +547,26 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
             });
             inner.persist(&job).await;
             inner.publish(job.view());
-            // Losing the race drops the pipeline: every stage stops, the partial output goes.
-            tokio::select! {
+            // A task of its own, so a panic in a stage fails the job instead of losing it.
+            let mut pipeline = tokio::spawn(execute(inner.clone(), job.clone()));
+            let outcome = tokio::select! {
                 biased;
                 _ = job.cancelled() => None,
-                result = execute(&inner, &job) => Some(result),
+                outcome = &mut pipeline => Some(outcome),
+            };
+            match outcome {
+                Some(Ok(result)) => Some(result),
+                Some(Err(e)) => Some(Err(Error::Device(format!("the job's pipeline failed: {}", match e.try_into_panic() {
+                    Ok(panic) => crate::device::panic_message(panic),
+                    Err(e) => e.to_string(),
+                })))),
+                None => {
+                    // Dropping the pipeline stops every stage and removes the partial output;
+                    // waiting for the drop means the file is gone when the job says cancelled.
+                    pipeline.abort();
+                    let _ = pipeline.await;
+                    None
+                }
             }
         }
     };
@@ -564,15 +593,17 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
         }
     });
     inner.persist(&job).await;
-    inner.retire(&job);
+    // Published before the job leaves the active ones, so no event stream ends (at
+    // shutdown) before its job's terminal event.
     inner.publish(job.view());
+    inner.retire(&job);
     // Held to here, so the next job's start is published after this one's end.
     drop(permit);
 }
 
 /// Builds the job's pipeline and streams it into its output, folding its events into the
 /// job's view as they come.
-async fn execute(inner: &Inner, job: &Job) -> Result<Report> {
+async fn execute(inner: Arc<Inner>, job: Arc<Job>) -> Result<Report> {
     let plan = &job.plan;
     let device = inner.device.fork();
     let mut source = build(plan, &inner.models).await?;
@@ -612,7 +643,7 @@ async fn execute(inner: &Inner, job: &Job) -> Result<Report> {
                 image = previews.recv(), if previews_open => match image {
                     Some(image) => {
                         let frame = image.frame;
-                        match tokio::task::spawn_blocking(move || image.to_png()).await {
+                        match tokio::task::spawn_blocking(move || job::shrink(image).to_png()).await {
                             Ok(Ok(png)) => {
                                 job.set_preview(PreviewPng { frame, png: Arc::new(png) });
                                 inner.publish(job.view());

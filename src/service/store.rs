@@ -24,12 +24,37 @@ pub(crate) struct Record {
 #[derive(Clone)]
 pub(crate) struct Store {
     connection: Arc<Mutex<Connection>>,
+    /// Held while the store is open: one service per database.
+    _lock: Arc<std::fs::File>,
+}
+
+/// Locks `PATH.lock` beside the database, so a second service on the same records fails
+/// before it touches the first one's jobs.
+fn lock_database(path: &Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(format!("job records: opening {}", lock_path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::config(format!(
+            "the job records {} are in use by another running service",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("job records: locking {}", lock_path.display()), e)),
+    }
 }
 
 impl Store {
     /// Opens (or creates) the records at `path` and marks the jobs a previous process left
     /// unfinished as interrupted, removing their partial outputs. Returns their ids.
     pub fn open(path: &Path) -> Result<(Self, Vec<u64>)> {
+        let lock = lock_database(path)?;
         let connection = Connection::open(path).map_err(db_error("opening the database"))?;
         connection
             .execute_batch(
@@ -44,7 +69,7 @@ impl Store {
                  );",
             )
             .map_err(db_error("creating the jobs table"))?;
-        let store = Self { connection: Arc::new(Mutex::new(connection)) };
+        let store = Self { connection: Arc::new(Mutex::new(connection)), _lock: Arc::new(lock) };
         let interrupted = store.mark_interrupted()?;
         Ok((store, interrupted))
     }
@@ -60,7 +85,7 @@ impl Store {
                 .prepare("SELECT view, output FROM jobs WHERE state IN ('queued', 'running')")
                 .map_err(db_error("reading unfinished jobs"))?;
             let rows = query.query_map([], row_record).map_err(db_error("reading unfinished jobs"))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error("reading unfinished jobs"))?
+            readable(rows)
         };
         let now = super::job::now();
         let mut ids = Vec::new();
@@ -81,19 +106,21 @@ impl Store {
 
     /// Adds a job; the view's id is assigned here.
     pub fn insert(&self, view: &mut JobView, output: &Path) -> Result<()> {
-        let connection = self.lock();
-        connection
+        let mut connection = self.lock();
+        // The id comes from the insert; one transaction, so no row is ever left without its view.
+        let transaction = connection.transaction().map_err(db_error("adding a job"))?;
+        transaction
             .execute(
                 "INSERT INTO jobs (state, output, view) VALUES (?1, ?2, '')",
                 params![view.state.as_str(), output.to_string_lossy()],
             )
             .map_err(db_error("adding a job"))?;
-        view.id = connection.last_insert_rowid() as u64;
+        view.id = transaction.last_insert_rowid() as u64;
         let json = serde_json::to_string(view).map_err(|e| Error::io("job records", std::io::Error::other(e)))?;
-        connection
+        transaction
             .execute("UPDATE jobs SET view = ?1 WHERE id = ?2", params![json, view.id])
             .map_err(db_error("adding a job"))?;
-        Ok(())
+        transaction.commit().map_err(db_error("adding a job"))
     }
 
     /// Replaces a job's record.
@@ -109,6 +136,7 @@ impl Store {
     }
 
     pub fn get(&self, id: u64) -> Result<Option<Record>> {
+        let Ok(id) = i64::try_from(id) else { return Ok(None) };
         self.lock()
             .query_row("SELECT view, output FROM jobs WHERE id = ?1", [id], row_record)
             .optional()
@@ -124,7 +152,7 @@ impl Store {
         let rows = query
             .query_map(params![state.map(JobState::as_str), limit as i64], row_record)
             .map_err(db_error("listing jobs"))?;
-        rows.map(|r| r.map(|r| r.view)).collect::<rusqlite::Result<Vec<_>>>().map_err(db_error("listing jobs"))
+        Ok(readable(rows).into_iter().map(|r| r.view).collect())
     }
 
     /// How many jobs are in each state.
@@ -147,13 +175,22 @@ fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record { view, output: PathBuf::from(output) })
 }
 
+/// The rows that parse; a damaged one is logged and skipped rather than failing every listing.
+fn readable(rows: impl Iterator<Item = rusqlite::Result<Record>>) -> Vec<Record> {
+    rows.filter_map(|row| row.map_err(|e| tracing::warn!("job records: skipping a damaged row: {e}")).ok()).collect()
+}
+
 /// Removes the partial files (`NAME.partial-XXXXXXXX`) an interrupted write of `output` left.
 fn remove_partials(output: &Path) {
     let (Some(folder), Some(name)) = (output.parent(), output.file_name()) else { return };
     let prefix = format!("{}.partial-", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(folder) else { return };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name();
+        let is_partial = name.to_string_lossy().strip_prefix(&prefix).is_some_and(|suffix| {
+            suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if is_partial {
             let _ = std::fs::remove_file(entry.path());
         }
     }

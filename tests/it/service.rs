@@ -149,7 +149,7 @@ async fn a_job_is_submitted_followed_downloaded_and_decodes() {
         last = view;
     }
     assert_eq!(names.last().map(String::as_str), Some("finished"), "{last}");
-    assert!(names.iter().any(|n| n == "preview"), "{names:?}");
+    assert_eq!(last["preview_frame"], 47, "{last}");
     assert_eq!(last["frames_done"], 48);
     assert_eq!(last["progress"], 1.0);
     let stages: Vec<&str> = last["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
@@ -316,8 +316,21 @@ async fn bad_requests_get_json_errors() {
     let raw = |body: Vec<u8>| server.client.post(server.url("/v1/jobs")).header("content-type", "application/json").body(body).send();
     let malformed = raw(b"{".to_vec()).await.unwrap();
     assert_eq!(malformed.status().as_u16(), 400);
-    let huge = raw(vec![b' '; 1 << 20]).await.unwrap();
+    // Just over the limit: small enough that the whole body is sent before the answer.
+    let huge = raw(vec![b' '; (64 << 10) + 1]).await.unwrap();
     assert_eq!(huge.status().as_u16(), 413);
+    assert_eq!(huge.json::<Value>().await.unwrap()["error"]["code"], "bad_body");
+    let text = server.client.post(server.url("/v1/jobs")).body(pattern_job(4, "t.mp4").to_string()).send().await.unwrap();
+    assert_eq!(text.status().as_u16(), 415);
+    // Another site's page may not submit or cancel (a form post, a cross-origin fetch).
+    for (header, value) in [("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")] {
+        let response = server.client.post(server.url("/v1/jobs")).header(header, value).json(&pattern_job(4, "t.mp4")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 403, "{header}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "cross_site");
+    }
+    let (status, body) = server.get("/v1/jobs/1/cancel").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+    assert_eq!(server.get("/v1/jobs/18446744073709551615").await.0, 404);
     assert_eq!(server.get("/v1/jobs/12345").await.0, 404);
     assert_eq!(server.get("/v1/jobs/abc").await.0, 400);
     assert_eq!(server.get("/v1/jobs?limit=0").await.0, 400);
@@ -349,10 +362,14 @@ async fn a_token_guards_everything_but_the_page() {
     let by_query = server.client.get(server.url("/v1/jobs?access_token=s3cret")).send().await.unwrap();
     assert_eq!(by_query.status().as_u16(), 200);
     server.service.shutdown().await;
+    // A token with characters a URL encodes.
+    let server = Server::start("service-token-encoded", |config| config.token = Some("a+b/c=&d".into())).await;
+    let by_query = server.client.get(server.url("/v1/models?access_token=a%2Bb%2Fc%3D%26d")).send().await.unwrap();
+    assert_eq!(by_query.status().as_u16(), 200);
 }
 
 /// `framestream serve` as a child process, with the address it listens on.
-fn serve(dir: &Path, extra: &[&str]) -> (Child, String, Value) {
+fn serve(dir: &Path, extra: &[&str]) -> (KillOnDrop, String, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_framestream"))
         .args(["--json", "serve", "--bind", "127.0.0.1:0", "--jobs", "1"])
         .arg("--inputs")
@@ -370,7 +387,7 @@ fn serve(dir: &Path, extra: &[&str]) -> (Child, String, Value) {
     let serving: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: `{line}`"));
     assert_eq!(serving["event"], "serving");
     let base = format!("http://{}", serving["address"].as_str().unwrap());
-    (child, base, serving)
+    (KillOnDrop(child), base, serving)
 }
 
 async fn wait_for_progress(client: &reqwest::Client, base: &str, id: u64) {
@@ -392,13 +409,12 @@ async fn a_restart_marks_the_killed_job_interrupted_and_sigterm_stops_cleanly() 
     std::fs::create_dir_all(dir.join("out")).unwrap();
     let client = reqwest::Client::new();
 
-    let (mut first, base, _) = serve(&dir, &[]);
+    let (first, base, _) = serve(&dir, &[]);
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(10_000_000, "long.mp4")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let id = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
     wait_for_progress(&client, &base, id).await;
-    first.kill().unwrap(); // SIGKILL: nothing runs on the way out
-    first.wait().unwrap();
+    drop(first); // SIGKILL: nothing runs on the way out
     assert_eq!(partial_files(&dir.join("out")).len(), 1, "the killed job left its partial output");
 
     let (mut second, base, serving) = serve(&dir, &[]);
@@ -411,19 +427,30 @@ async fn a_restart_marks_the_killed_job_interrupted_and_sigterm_stops_cleanly() 
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(10_000_000, "long.mp4")).send().await.unwrap();
     let again = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
     wait_for_progress(&client, &base, again).await;
-    let status = Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-TERM", &second.0.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let exited = tokio::task::spawn_blocking(move || second.wait().unwrap()).await.unwrap();
+    let exited = tokio::task::spawn_blocking(move || second.0.wait().unwrap()).await.unwrap();
     assert!(exited.success(), "{exited:?}");
     let left: Vec<_> = std::fs::read_dir(dir.join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "{left:?}");
 
-    let (mut third, base, serving) = serve(&dir, &[]);
+    let (third, base, serving) = serve(&dir, &[]);
     assert_eq!(serving["interrupted"], json!([]));
     let job: Value = client.get(format!("{base}/v1/jobs/{again}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["state"], "cancelled", "{job}");
-    third.kill().unwrap();
-    third.wait().unwrap();
+    // One service per database: a second one refuses to start and leaves the first's jobs.
+    let second_service = Command::new(env!("CARGO_BIN_EXE_framestream"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--inputs"])
+        .arg(dir.join("in"))
+        .arg("--outputs")
+        .arg(dir.join("out"))
+        .arg("--database")
+        .arg(dir.join("jobs.sqlite"))
+        .output()
+        .unwrap();
+    assert!(!second_service.status.success());
+    assert!(String::from_utf8_lossy(&second_service.stderr).contains("in use by another running service"));
+    drop(third);
 }
 
 /// Drives the web page in an iframe as a person would: submits a job with the form, waits for
@@ -521,4 +548,85 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Waits for job `id` to end and returns its last view.
+async fn ended(server: &Server, id: u64) -> Value {
+    let mut events = server.events(&format!("/v1/jobs/{id}/events")).await;
+    let mut last = Value::Null;
+    while let Some((_, view)) = events.next().await {
+        last = view;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_loaded_once_for_every_job_that_names_them() {
+    let server = Server::start("service-models", |_| {}).await;
+    let inputs = server.dir.join("in");
+    std::fs::copy(crate::common::fixture("ltx", "v2.safetensors"), inputs.join("vae.safetensors")).unwrap();
+    std::fs::copy(crate::common::fixture("ltx", "v2.latent"), inputs.join("clip.latent")).unwrap();
+    std::fs::copy(crate::common::fixture("upscale", "compact_x2.safetensors"), inputs.join("x2.safetensors")).unwrap();
+    let latent = json!({ "latent": { "vae": "vae.safetensors", "latent": "clip.latent", "noise_scale": 0.0 } });
+
+    let decoded = server.submit(&json!({ "source": latent, "output": { "path": "frames.safetensors", "chunk_frames": 4 } })).await;
+    let upscaled = server
+        .submit(&json!({ "source": latent, "stages": [{ "upscale": { "model": "x2.safetensors" } }], "output": { "path": "up.mp4" } }))
+        .await;
+    let pattern = server
+        .submit(&json!({
+            "source": { "pattern": { "width": 32, "height": 18, "frames": 6 } },
+            "stages": [{ "upscale": { "model": "x2.safetensors", "precision": "f32" } }],
+            "output": { "path": "pattern.mp4" },
+        }))
+        .await;
+    for id in [decoded, upscaled, pattern] {
+        let view = ended(&server, id).await;
+        assert_eq!(view["state"], "finished", "{view}");
+    }
+    // The decode through the service is the reference decode.
+    let got = crate::common::read_tensor_file(&server.outputs().join("frames.safetensors"));
+    let want = framestream::model::WeightFile::open(crate::common::fixture("ltx", "v2-expected.safetensors"))
+        .unwrap()
+        .tensor("frames")
+        .unwrap();
+    assert_eq!(got.shape, want.shape);
+    assert!(crate::common::max_error(&got.data, &want.data) < 1e-4);
+    assert!(ffprobe_frames(&server.outputs().join("up.mp4")).starts_with("192,128,"));
+
+    let (_, models) = server.get("/v1/models").await;
+    let mut listed: Vec<(String, String, u64)> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["kind"].as_str().unwrap().into(), m["path"].as_str().unwrap().into(), m["jobs"].as_u64().unwrap()))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [("upscale".into(), "x2.safetensors".into(), 2), ("vae".into(), "vae.safetensors".into(), 2)]);
+    // One upload of each model's weights, shared by the jobs.
+    assert_eq!(server.service.device().models_held(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_jobs_finish_when_configured() {
+    let server = Server::start("service-finish", |config| {
+        config.running_jobs = 1;
+        config.on_shutdown = framestream::service::OnShutdown::Finish;
+    })
+    .await;
+    let running = server.submit(&pattern_job(96, "a.mp4")).await;
+    let queued = server.submit(&pattern_job(96, "b.mp4")).await;
+    let mut events = server.events(&format!("/v1/jobs/{running}/events")).await;
+    while events.next().await.is_some_and(|(_, view)| view["state"] != "running") {}
+    let spec: framestream::service::JobSpec = serde_json::from_value(pattern_job(4, "c.mp4")).unwrap();
+    let refused = tokio::join!(server.service.shutdown(), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        server.service.submit(spec).await
+    })
+    .1;
+    assert!(matches!(refused, Err(framestream::service::ServiceError::ShuttingDown)), "{refused:?}");
+    let states = (server.service.job(running).await.unwrap().state, server.service.job(queued).await.unwrap().state);
+    assert_eq!(states, (framestream::service::JobState::Finished, framestream::service::JobState::Cancelled));
+    assert_eq!(ffprobe_frames(&server.outputs().join("a.mp4")), "64,36,96");
+    assert!(!server.outputs().join("b.mp4").exists());
 }

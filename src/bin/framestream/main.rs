@@ -614,10 +614,11 @@ async fn serve(cli: &Cli, args: &ServeArgs, output: &Output) -> Result<()> {
     if !args.bind.ip().is_loopback() && config.token.is_none() {
         eprintln!("warning: serving on {} without --token: anyone who reaches it can run jobs", args.bind);
     }
-    let service = Service::new(config).await?;
+    // Listening first: a second service started by mistake fails before it opens the records.
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| Error::InvalidConfig(format!("cannot listen on {}: {e}", args.bind)))?;
+    let service = Service::new(config).await?;
     let address = listener.local_addr().map_err(|e| Error::InvalidConfig(format!("{}: {e}", args.bind)))?;
     output.serving(&address, service.device().info(), service.interrupted_at_start());
     let stopping = service.clone();
