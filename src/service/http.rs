@@ -101,6 +101,13 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn authorize(State(service): State<Service>, request: Request, next: Next) -> Response {
+    let hosts = &service.config().allowed_hosts;
+    if !hosts.is_empty() {
+        let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host)) {
+            return error_response(StatusCode::FORBIDDEN, "host_not_allowed", &format!("this service does not answer to host `{host}`"));
+        }
+    }
     let reading = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     if !reading && cross_site(&request) {
         return error_response(StatusCode::FORBIDDEN, "cross_site", "requests from another site's page are refused");

@@ -100,6 +100,10 @@ pub struct ServiceConfig {
     pub on_shutdown: OnShutdown,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// `Host` headers the API answers (e.g. `127.0.0.1:8080`, `localhost:8080`); empty: any.
+    /// A page on another site that points its own name at 127.0.0.1 (DNS rebinding) sends
+    /// its name, so naming the hosts keeps it from reading the API.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServiceConfig {
@@ -116,6 +120,7 @@ impl ServiceConfig {
             preview_every: 24,
             on_shutdown: OnShutdown::Cancel,
             max_body_bytes: 64 << 10,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -547,14 +552,15 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
             });
             inner.persist(&job).await;
             inner.publish(job.view());
+            let device = inner.device.fork();
             // A task of its own, so a panic in a stage fails the job instead of losing it.
-            let mut pipeline = tokio::spawn(execute(inner.clone(), job.clone()));
+            let mut pipeline = tokio::spawn(execute(inner.clone(), job.clone(), device.clone()));
             let outcome = tokio::select! {
                 biased;
                 _ = job.cancelled() => None,
                 outcome = &mut pipeline => Some(outcome),
             };
-            match outcome {
+            let result = match outcome {
                 Some(Ok(result)) => Some(result),
                 Some(Err(e)) => Some(Err(Error::Device(format!("the job's pipeline failed: {}", match e.try_into_panic() {
                     Ok(panic) => crate::device::panic_message(panic),
@@ -567,7 +573,12 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
                     let _ = pipeline.await;
                     None
                 }
-            }
+            };
+            // The job ends when the device has done what it submitted: a cancelled job's last
+            // kernels still run, and a process exiting under them would tear the device down
+            // beneath its own threads.
+            let _ = device.sync().await;
+            result
         }
     };
     let shutting_down = !inner.accepting.load(Ordering::SeqCst);
@@ -603,9 +614,8 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
 
 /// Builds the job's pipeline and streams it into its output, folding its events into the
 /// job's view as they come.
-async fn execute(inner: Arc<Inner>, job: Arc<Job>) -> Result<Report> {
+async fn execute(inner: Arc<Inner>, job: Arc<Job>, device: Device) -> Result<Report> {
     let plan = &job.plan;
-    let device = inner.device.fork();
     let mut source = build(plan, &inner.models).await?;
     let (preview_sender, mut previews) = mpsc::channel(1);
     if plan.preview_every > 0 {

@@ -379,6 +379,8 @@ fn serve(dir: &Path, extra: &[&str]) -> (KillOnDrop, String, Value) {
         .arg("--database")
         .arg(dir.join("jobs.sqlite"))
         .args(extra)
+        // A C library's fatal message goes to stderr, not to a terminal CI does not have.
+        .env("LIBC_FATAL_STDERR_", "1")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -422,6 +424,12 @@ async fn a_restart_marks_the_killed_job_interrupted_and_sigterm_stops_cleanly() 
     assert!(partial_files(&dir.join("out")).is_empty(), "removed at start-up");
     let job: Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["state"], "interrupted", "{job}");
+    // On a loopback address the API answers to its own names only (no DNS rebinding).
+    let rebound = client.get(format!("{base}/v1/jobs")).header("host", "attacker.example").send().await.unwrap();
+    assert_eq!(rebound.status().as_u16(), 403);
+    let port = base.rsplit(':').next().unwrap();
+    let named = client.get(format!("{base}/v1/jobs")).header("host", format!("localhost:{port}")).send().await.unwrap();
+    assert_eq!(named.status().as_u16(), 200);
 
     // SIGTERM cancels the running job: the process exits cleanly and leaves no partial file.
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(10_000_000, "long.mp4")).send().await.unwrap();

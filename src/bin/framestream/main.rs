@@ -82,6 +82,11 @@ struct ServeArgs {
     /// A preview image every this many frames, unless a job says otherwise (0: none).
     #[arg(long, default_value_t = 24)]
     preview_every: u64,
+    /// A host name (with its port) the API answers besides the address it listens on, e.g.
+    /// a reverse proxy's (repeatable). Listening on a loopback address, the API answers
+    /// only to 127.0.0.1, localhost and [::1] with the port, and these.
+    #[arg(long = "allow-host", value_name = "HOST:PORT")]
+    allow_hosts: Vec<String>,
     /// On SIGTERM or Ctrl-C: cancel the running jobs, or let them finish (a second signal
     /// cancels them).
     #[arg(long, default_value = "cancel")]
@@ -601,7 +606,7 @@ async fn stop_signal() {
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs, output: &Output) -> Result<()> {
-    let config = ServiceConfig {
+    let mut config = ServiceConfig {
         running_jobs: args.jobs,
         queued_jobs: args.queue,
         token: args.token.clone().filter(|t| !t.is_empty()),
@@ -618,8 +623,18 @@ async fn serve(cli: &Cli, args: &ServeArgs, output: &Output) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| Error::InvalidConfig(format!("cannot listen on {}: {e}", args.bind)))?;
-    let service = Service::new(config).await?;
     let address = listener.local_addr().map_err(|e| Error::InvalidConfig(format!("{}: {e}", args.bind)))?;
+    if address.ip().is_loopback() {
+        // No other name reaches a loopback address, except a rebinding page's.
+        let port = address.port();
+        config.allowed_hosts = [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
+            .into_iter()
+            .chain(args.allow_hosts.iter().cloned())
+            .collect();
+    } else {
+        config.allowed_hosts = args.allow_hosts.clone();
+    }
+    let service = Service::new(config).await?;
     output.serving(&address, service.device().info(), service.interrupted_at_start());
     let stopping = service.clone();
     let quiet = output.quiet || output.json;
