@@ -445,7 +445,8 @@ impl Service {
                 views.iter().filter(|v| v.state == JobState::Running).count(),
                 views.iter().filter(|v| v.state == JobState::Queued).count(),
                 inner.frames_ended.load(Ordering::Relaxed) + views.iter().map(|v| v.frames_done).sum::<u64>(),
-                views.iter().filter_map(|v| v.frames_per_second).sum(),
+                // Folded from +0: an empty f64 sum is -0.
+                views.iter().filter_map(|v| v.frames_per_second).fold(0.0, |a, b| a + b),
             )
         };
         let device = inner.device.clone();

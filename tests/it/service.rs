@@ -189,6 +189,7 @@ async fn a_job_is_submitted_followed_downloaded_and_decodes() {
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("framestream_jobs{state=\"finished\"} 1"), "{metrics}");
     assert!(metrics.contains("framestream_frames_total 48"), "{metrics}");
+    assert!(metrics.contains("framestream_frames_per_second 0\n"), "{metrics}");
     // An ended job's events: its last view, at once.
     let mut again = server.events(&format!("/v1/jobs/{id}/events")).await;
     assert_eq!(again.next().await.unwrap().0, "finished");
