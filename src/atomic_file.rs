@@ -31,7 +31,7 @@ impl PartialPath {
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
         let suffix = hasher.finish() as u32;
-        let partial = target.with_file_name(format!("{}.partial-{suffix:08x}", name.to_string_lossy()));
+        let partial = target.with_file_name(format!("{}{suffix:08x}", partial_prefix(name)));
         Ok(Self { target: target.to_path_buf(), partial, overwrite })
     }
 
@@ -69,6 +69,27 @@ impl PartialPath {
         tokio::task::spawn_blocking(move || self.commit_blocking())
             .await
             .map_err(|e| Error::io("publishing an output", std::io::Error::other(e)))?
+    }
+}
+
+/// What every partial file of an output named `name` starts with; eight hex digits follow.
+fn partial_prefix(name: &std::ffi::OsStr) -> String {
+    format!("{}.partial-", name.to_string_lossy())
+}
+
+/// Removes the partial files of `target` that a process which died while writing it left
+/// (names exactly `NAME.partial-XXXXXXXX`; a user's file that merely looks alike stays).
+pub(crate) fn remove_partials(target: &Path) {
+    let (Some(folder), Some(name)) = (target.parent(), target.file_name()) else { return };
+    let prefix = partial_prefix(name);
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries.flatten() {
+        let is_partial = entry.file_name().to_string_lossy().strip_prefix(&prefix).is_some_and(|suffix| {
+            suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if is_partial {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -2,12 +2,12 @@
 //! progress events, and its latest preview.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::lock;
 use super::spec::{JobSpec, Plan};
 use crate::progress::{Event, EventKind, StageId};
 use crate::stage::PreviewImage;
@@ -156,7 +156,6 @@ pub(crate) struct PreviewPng {
 /// A job the service holds in memory (queued, running, or recently ended).
 pub(crate) struct Job {
     pub plan: Plan,
-    pub output: PathBuf,
     view: Mutex<JobView>,
     /// Stage ids to their index in `view.stages`.
     stages: Mutex<HashMap<StageId, usize>>,
@@ -164,14 +163,9 @@ pub(crate) struct Job {
     cancel: watch::Sender<bool>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Job {
     pub fn new(view: JobView, plan: Plan) -> Self {
         Self {
-            output: plan.output.clone(),
             plan,
             view: Mutex::new(view),
             stages: Mutex::default(),

@@ -198,6 +198,7 @@ impl std::fmt::Debug for Service {
     }
 }
 
+/// The guarded value, also after a panic elsewhere left the lock poisoned.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -299,7 +300,7 @@ impl Service {
             if live.active.len() + live.pending.len() >= capacity {
                 return Err(ServiceError::QueueFull(inner.config.queued_jobs));
             }
-            if live.active.values().any(|job| job.output == plan.output) || live.pending.contains(&plan.output) {
+            if live.active.values().any(|job| job.plan.output == plan.output) || live.pending.contains(&plan.output) {
                 return Err(ServiceError::Conflict(format!("another job writes {}", plan.output.display())));
             }
             live.pending.push(plan.output.clone());
@@ -339,7 +340,7 @@ impl Service {
 
     async fn record(&self, id: u64) -> Result<Record, ServiceError> {
         if let Some(job) = self.inner.find(id) {
-            return Ok(Record { view: job.view(), output: job.output.clone() });
+            return Ok(Record { view: job.view(), output: job.plan.output.clone() });
         }
         let store = self.inner.store.clone();
         blocking(move || store.get(id)).await?.ok_or(ServiceError::NotFound(id))
@@ -518,7 +519,7 @@ impl Inner {
     /// Writes the job's record; a failure is logged (the job itself goes on).
     async fn persist(&self, job: &Job) {
         let store = self.store.clone();
-        let record = Record { view: job.view(), output: job.output.clone() };
+        let record = Record { view: job.view(), output: job.plan.output.clone() };
         if let Err(e) = blocking(move || store.put(&record)).await {
             tracing::error!("job {}: {e}", job.id());
         }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
+use super::lock;
 use crate::error::{Error, Result};
 use crate::model::VideoVae;
 use crate::model::esrgan::UpscaleModel;
@@ -90,7 +91,7 @@ impl Models {
         let meta = tokio::fs::metadata(path).await.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let version = Version { bytes: meta.len(), modified: meta.modified().ok() };
         let entry = {
-            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let mut entries = lock(&self.entries);
             let key = (kind, path.to_path_buf());
             match entries.get(&key) {
                 Some(entry) if entry.version == version => entry.clone(),
@@ -117,7 +118,7 @@ impl Models {
 
     /// Models loaded so far (paths relative to `root` where inside it).
     pub fn list(&self, root: &Path) -> Vec<ModelView> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = lock(&self.entries);
         let mut list: Vec<ModelView> = entries
             .iter()
             .filter(|(_, entry)| entry.model.initialized())

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::job::{JobState, JobView};
+use crate::atomic_file::remove_partials;
 use crate::error::{Error, Result};
 
 fn db_error(context: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -75,7 +76,7 @@ impl Store {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.connection.lock().unwrap_or_else(|p| p.into_inner())
+        super::lock(&self.connection)
     }
 
     fn mark_interrupted(&self) -> Result<Vec<u64>> {
@@ -178,20 +179,4 @@ fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 /// The rows that parse; a damaged one is logged and skipped rather than failing every listing.
 fn readable(rows: impl Iterator<Item = rusqlite::Result<Record>>) -> Vec<Record> {
     rows.filter_map(|row| row.map_err(|e| tracing::warn!("job records: skipping a damaged row: {e}")).ok()).collect()
-}
-
-/// Removes the partial files (`NAME.partial-XXXXXXXX`) an interrupted write of `output` left.
-fn remove_partials(output: &Path) {
-    let (Some(folder), Some(name)) = (output.parent(), output.file_name()) else { return };
-    let prefix = format!("{}.partial-", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(folder) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_partial = name.to_string_lossy().strip_prefix(&prefix).is_some_and(|suffix| {
-            suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
-        });
-        if is_partial {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::{read_tensor_file, temp_dir};
+use crate::common::{ffprobe_frames, read_tensor_file, temp_dir};
 
 fn framestream() -> Command {
     Command::new(env!("CARGO_BIN_EXE_framestream"))
@@ -74,18 +74,6 @@ fn bad_arguments_fail_cleanly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
     assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "nothing written");
-}
-
-fn ffprobe_frames(path: &std::path::Path) -> (String, String, String) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames,width,height"])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let parts: Vec<String> = text.trim().split(',').map(String::from).collect();
-    (parts[0].clone(), parts[1].clone(), parts[2].clone())
 }
 
 #[test]

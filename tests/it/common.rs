@@ -198,3 +198,17 @@ pub fn rewritten(
     framestream::model::save_safetensors(&path, &tensors).unwrap();
     path
 }
+
+/// A video file's width, height and decoded frame count, as ffprobe reads them.
+pub fn ffprobe_frames(path: &Path) -> (String, String, String) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames,width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let parts: Vec<String> = text.trim().split(',').map(String::from).collect();
+    (parts[0].clone(), parts[1].clone(), parts[2].clone())
+}

@@ -10,7 +10,7 @@ use framestream::service::{Service, ServiceConfig};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::common::{partial_files, temp_dir};
+use crate::common::{ffprobe_frames, partial_files, temp_dir};
 
 /// Longest a test waits for anything.
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -120,17 +120,6 @@ fn pattern_job(frames: u64, output: &str) -> Value {
     })
 }
 
-fn ffprobe_frames(path: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_submitted_followed_downloaded_and_decodes() {
     let server = Server::start("service-submit", |_| {}).await;
@@ -165,7 +154,7 @@ async fn a_job_is_submitted_followed_downloaded_and_decodes() {
     let bytes = whole.bytes().await.unwrap();
     let downloaded = server.dir.join("downloaded.mp4");
     std::fs::write(&downloaded, &bytes).unwrap();
-    assert_eq!(ffprobe_frames(&downloaded), "128,72,48");
+    assert_eq!(ffprobe_frames(&downloaded), ("128".into(), "72".into(), "48".into()));
     let part = server
         .client
         .get(server.url(&format!("/v1/jobs/{id}/output")))
@@ -612,7 +601,8 @@ async fn models_are_loaded_once_for_every_job_that_names_them() {
         .unwrap();
     assert_eq!(got.shape, want.shape);
     assert!(crate::common::max_error(&got.data, &want.data) < 1e-4);
-    assert!(ffprobe_frames(&server.outputs().join("up.mp4")).starts_with("192,128,"));
+    let (width, height, _) = ffprobe_frames(&server.outputs().join("up.mp4"));
+    assert_eq!((width.as_str(), height.as_str()), ("192", "128"));
 
     let (_, models) = server.get("/v1/models").await;
     let mut listed: Vec<(String, String, u64)> = models["models"]
