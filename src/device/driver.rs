@@ -43,6 +43,42 @@ pub(crate) type Mark = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Work not yet ended: lane tasks queued or running, and threads finishing a handle's output.
+/// A dropped stream's task keeps running until its next cancellation check, so whoever is
+/// about to exit or to call a job over waits for this count to reach 0 (see
+/// [`Device::settle`](super::Device::settle)).
+pub(crate) struct InFlight(tokio::sync::watch::Sender<usize>);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self(tokio::sync::watch::Sender::new(0))
+    }
+}
+
+impl InFlight {
+    /// Resolves when nothing counted here is in flight.
+    pub(crate) async fn idle(&self) {
+        let _ = self.0.subscribe().wait_for(|n| *n == 0).await;
+    }
+}
+
+/// One piece of work, counted by its handle and by its device until dropped.
+pub(crate) struct Busy([Arc<InFlight>; 2]);
+
+impl Busy {
+    pub(crate) fn new(handle: &Arc<InFlight>, device: &Arc<InFlight>) -> Self {
+        let counts = [handle.clone(), device.clone()];
+        counts.iter().for_each(|c| c.0.send_modify(|n| *n += 1));
+        Busy(counts)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|c| c.0.send_modify(|n| *n -= 1));
+    }
+}
+
 /// One CubeCL stream and the thread that submits its work.
 pub(crate) struct Lane {
     /// Unique in the process (0 means "no lane" in [`ON_LANE`]).
@@ -64,6 +100,8 @@ pub(crate) struct Lanes {
     /// Where models' weights are uploaded: they outlive the jobs that first ask for them, so
     /// they stay out of the job lanes' pools (and their memory figures).
     weights: OnceLock<Arc<Lane>>,
+    /// Work in flight on any of them.
+    pub(crate) in_flight: Arc<InFlight>,
 }
 
 static NEXT_LANE: AtomicU64 = AtomicU64::new(1);
@@ -105,9 +143,16 @@ impl Lanes {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// The streams of the lanes opened so far.
+    /// The streams of the job lanes opened so far.
     pub(crate) fn streams(&self) -> Vec<StreamId> {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|l| l.stream).collect()
+    }
+
+    /// The streams of every lane opened so far, the weights lane's too.
+    pub(crate) fn all_streams(&self) -> Vec<StreamId> {
+        let mut streams = self.streams();
+        streams.extend(self.weights.get().map(|l| l.stream));
+        streams
     }
 }
 
@@ -167,15 +212,20 @@ impl Lane {
         self.users.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn submit(&self, task: Task) -> Result<()> {
+    /// Queues `task`, counted as `busy` until it ends or is dropped.
+    fn submit(&self, task: Task, busy: Busy) -> Result<()> {
         let tasks = self.tasks.get_or_init(|| self.start()).as_ref().map_err(|e| Error::Device(e.clone()))?;
+        let task = Box::pin(async move {
+            let _busy = busy;
+            task.await
+        });
         let queued = Arc::new(Queued { task: Mutex::new(Some(task)), queue: tasks.clone() });
         tasks.send(queued).map_err(|_| Error::Device("the device's lane thread has stopped".into()))
     }
 
     /// Runs `work` on this lane's thread (at once when already there) and resolves to its
     /// result. Dropping the future before it has run stops `work` at its next allocation.
-    pub(crate) fn run<T, F>(self: &Arc<Self>, work: F) -> impl Future<Output = Result<T>> + Send + 'static
+    pub(crate) fn run<T, F>(self: &Arc<Self>, busy: Busy, work: F) -> impl Future<Output = Result<T>> + Send + 'static
     where
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
@@ -185,6 +235,8 @@ impl Lane {
             Lane(Result<oneshot::Receiver<Result<T>>>, CancelOnDrop),
         }
         let at = if self.is_current() {
+            // Part of a task already counted.
+            drop(busy);
             Where::Here(work)
         } else {
             let (tx, rx) = oneshot::channel();
@@ -196,7 +248,7 @@ impl Lane {
                 }
                 let _ = tx.send(catching(scope.wrap(work)).await);
             };
-            Where::Lane(self.submit(Box::pin(task)).map(|()| rx), CancelOnDrop(cancel))
+            Where::Lane(self.submit(Box::pin(task), busy).map(|()| rx), CancelOnDrop(cancel))
         };
         async move {
             match at {
@@ -205,6 +257,11 @@ impl Lane {
             }
         }
     }
+}
+
+/// True on any lane's thread.
+pub(crate) fn on_any_lane() -> bool {
+    ON_LANE.with(|lane| lane.get()) != 0
 }
 
 /// Blocks this thread until `future` resolves (not futures' `block_on`, which refuses to run
@@ -334,8 +391,8 @@ type Reply = oneshot::Sender<Option<Result<Chunk>>>;
 /// `stream`, polled on `lane`'s thread: each poll of the result asks the lane for the next
 /// chunk and waits for it. Nested streams of the same lane (the stages of one pipeline) are
 /// polled in place by the one that drives them.
-pub(crate) fn drive(lane: Arc<Lane>, stream: FrameStream) -> FrameStream {
-    Box::pin(Driven { state: State::Unstarted(lane, stream) })
+pub(crate) fn drive(lane: Arc<Lane>, busy: Busy, stream: FrameStream) -> FrameStream {
+    Box::pin(Driven { state: State::Unstarted(lane, busy, stream) })
 }
 
 struct Driven {
@@ -343,7 +400,7 @@ struct Driven {
 }
 
 enum State {
-    Unstarted(Arc<Lane>, FrameStream),
+    Unstarted(Arc<Lane>, Busy, FrameStream),
     Inline(FrameStream),
     Remote {
         requests: mpsc::UnboundedSender<Reply>,
@@ -354,8 +411,10 @@ enum State {
 }
 
 impl Driven {
-    fn start(lane: Arc<Lane>, stream: FrameStream) -> State {
+    fn start(lane: Arc<Lane>, busy: Busy, stream: FrameStream) -> State {
         if lane.is_current() {
+            // Nested in a stream already counted.
+            drop(busy);
             return State::Inline(stream);
         }
         let (requests, mut asked) = mpsc::unbounded::<Reply>();
@@ -370,7 +429,7 @@ impl Driven {
                 }
             }
         };
-        match lane.submit(Box::pin(Scope::capture(cancel.clone()).wrap(task))) {
+        match lane.submit(Box::pin(Scope::capture(cancel.clone()).wrap(task)), busy) {
             Ok(()) => State::Remote { requests, pending: None, _cancel: CancelOnDrop(cancel) },
             Err(e) => State::Inline(crate::stream::failed(e)),
         }
@@ -385,10 +444,10 @@ impl Stream for Driven {
         loop {
             match &mut this.state {
                 State::Unstarted(..) => {
-                    let State::Unstarted(lane, stream) = std::mem::replace(&mut this.state, State::Done) else {
+                    let State::Unstarted(lane, busy, stream) = std::mem::replace(&mut this.state, State::Done) else {
                         unreachable!()
                     };
-                    this.state = Driven::start(lane, stream);
+                    this.state = Driven::start(lane, busy, stream);
                 }
                 State::Inline(stream) => return stream.as_mut().poll_next(cx),
                 State::Remote { requests, pending, .. } => {

@@ -35,7 +35,8 @@ use framestream_kernels::{DeviceBuffer, Element};
 
 use crate::error::{Error, Result};
 use crate::stream::FrameStream;
-use driver::{Lane, Lanes};
+pub(crate) use driver::Busy;
+use driver::{InFlight, Lane, Lanes};
 
 /// The runtime client a kernel launches on.
 #[derive(Clone)]
@@ -175,11 +176,13 @@ struct Shared {
 struct Lease {
     lane: Arc<Lane>,
     backend: Backend,
+    /// This handle's (and its clones') work not yet ended.
+    in_flight: Arc<InFlight>,
 }
 
 impl Lease {
     fn new(shared: &Shared, lane: Arc<Lane>) -> Self {
-        Lease { backend: shared.backend.on_stream(lane.stream), lane }
+        Lease { backend: shared.backend.on_stream(lane.stream), lane, in_flight: Arc::default() }
     }
 }
 
@@ -376,12 +379,59 @@ impl Device {
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
     {
-        self.lease().lane.run(async move { work() })
+        self.lease().lane.run(self.busy(), async move { work() })
     }
 
     /// `stream`, polled on this handle's lane thread (see [`driver`]).
     pub(crate) fn drive(&self, stream: FrameStream) -> FrameStream {
-        driver::drive(self.lease().lane.clone(), stream)
+        driver::drive(self.lease().lane.clone(), self.busy(), stream)
+    }
+
+    /// Counts one piece of this handle's work until dropped: what [`settle`](Self::settle)
+    /// waits for. Lane work takes one itself; so does a thread that finishes the handle's
+    /// output off its lane (a video encoder).
+    pub(crate) fn busy(&self) -> Busy {
+        Busy::new(&self.lease().in_flight, &self.shared.lanes.in_flight)
+    }
+
+    /// Waits until the work submitted through this handle and its clones has ended and the
+    /// device has run it. A dropped pipeline's stages stop at their next cancellation check,
+    /// not at once, so whoever cancels a pipeline and then exits the process or hands its
+    /// memory to another job settles first. Not from the handle's own work (it would wait for
+    /// itself).
+    pub async fn settle(&self) -> Result<()> {
+        let Some(lease) = self.lease.get() else {
+            return Ok(()); // never used
+        };
+        if lease.lane.is_current() {
+            return Err(Error::Device("a device handle cannot settle from its own work".into()));
+        }
+        lease.in_flight.idle().await;
+        self.sync().await
+    }
+
+    /// [`settle`](Self::settle) for every handle of the device, model weight uploads
+    /// included: what a process waits for before it exits.
+    pub async fn settle_all(&self) -> Result<()> {
+        if driver::on_any_lane() {
+            return Err(Error::Device("a device cannot settle from its own work".into()));
+        }
+        self.shared.lanes.in_flight.idle().await;
+        let streams: Vec<Backend> =
+            self.shared.lanes.all_streams().into_iter().map(|s| self.shared.backend.on_stream(s)).collect();
+        // Waiting for a stream blocks the thread: not the caller's.
+        crate::blocking::on_thread("device-sync", move || {
+            for backend in streams {
+                let done = match &backend {
+                    Backend::Wgpu(client) => client.sync(),
+                    #[cfg(feature = "cuda")]
+                    Backend::Cuda(client) => client.sync(),
+                };
+                futures::executor::block_on(done).map_err(|e| Error::Device(format!("device failed: {e}")))?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// True when `buffer` lives in this device's memory.
@@ -516,7 +566,7 @@ impl Device {
         let handles = buffers.iter().map(|b| b.handle().clone()).collect();
         let device = self.clone();
         // On the lane: starting a read waits for CubeCL's runner.
-        self.lease().lane.run(async move {
+        self.lease().lane.run(self.busy(), async move {
             let bytes = read(&device.lease().backend, handles).await;
             let bytes = bytes.map_err(|e| Error::Device(format!("read back failed: {e}")))?;
             Ok(bytes.into_iter().map(|b| b.to_vec()).collect())
@@ -542,7 +592,7 @@ impl Device {
     /// Waits until every submitted kernel of this stream has run, and reports its errors.
     pub async fn sync(&self) -> Result<()> {
         let device = self.clone();
-        self.lease().lane.run(async move {
+        self.lease().lane.run(self.busy(), async move {
             let done = with_client!(device, client => client.sync());
             done.await.map_err(|e| Error::Device(format!("device failed: {e}")))
         })

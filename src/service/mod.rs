@@ -424,6 +424,10 @@ impl Service {
         }
         let mut active = inner.active.subscribe();
         let _ = active.wait_for(|n| *n == 0).await;
+        // Model uploads a cancelled job started run on apart from its own work.
+        if let Err(e) = inner.device.settle_all().await {
+            tracing::warn!("at shutdown: {e}");
+        }
         inner.closed.send_replace(true);
     }
 
@@ -554,9 +558,13 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
             });
             inner.persist(&job).await;
             inner.publish(job.view());
-            let device = inner.device.fork();
+            let (event_sender, events) = mpsc::unbounded_channel();
+            let request = OpenRequest::new(&inner.device)
+                .with_progress(event_sender)
+                .with_chunk_frames(job.plan.chunk_frames);
+            let device = request.device().clone();
             // A task of its own, so a panic in a stage fails the job instead of losing it.
-            let mut pipeline = tokio::spawn(execute(inner.clone(), job.clone(), device.clone()));
+            let mut pipeline = tokio::spawn(execute(inner.clone(), job.clone(), request, events));
             let outcome = tokio::select! {
                 biased;
                 _ = job.cancelled() => None,
@@ -576,10 +584,12 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
                     None
                 }
             };
-            // The job ends when the device has done what it submitted: a cancelled job's last
-            // kernels still run, and a process exiting under them would tear the device down
-            // beneath its own threads.
-            let _ = device.sync().await;
+            // The job ends when its work has: a cancelled pipeline's stages run on to their
+            // next cancellation check and its encoder finishes its frame, and a process
+            // exiting under them tears the device down beneath its own threads.
+            if let Err(e) = device.settle().await {
+                tracing::warn!("job {}: {e}", job.id());
+            }
             result
         }
     };
@@ -616,7 +626,12 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
 
 /// Builds the job's pipeline and streams it into its output, folding its events into the
 /// job's view as they come.
-async fn execute(inner: Arc<Inner>, job: Arc<Job>, device: Device) -> Result<Report> {
+async fn execute(
+    inner: Arc<Inner>,
+    job: Arc<Job>,
+    request: OpenRequest,
+    mut events: mpsc::UnboundedReceiver<crate::progress::Event>,
+) -> Result<Report> {
     let plan = &job.plan;
     let mut source = build(plan, &inner.models).await?;
     let (preview_sender, mut previews) = mpsc::channel(1);
@@ -625,8 +640,6 @@ async fn execute(inner: Arc<Inner>, job: Arc<Job>, device: Device) -> Result<Rep
     } else {
         drop(preview_sender);
     }
-    let (event_sender, mut events) = mpsc::unbounded_channel();
-    let request = OpenRequest::new(&device).with_progress(event_sender).with_chunk_frames(plan.chunk_frames);
     let write = async move {
         let result = if plan.tensor_file {
             write_tensor(&source, &plan.output, &request, &TensorFileOptions { overwrite: plan.video.overwrite }).await

@@ -24,7 +24,7 @@ pub async fn save_video<S: Source + ?Sized>(
         None => request.clone(),
     };
     let mut run = SinkRun::open("save_video", source, &request)?;
-    let mut writer = match VideoWriter::open(path.as_ref(), options, run.info(), request.chunk_frames()).await {
+    let mut writer = match VideoWriter::open(path.as_ref(), options, run.info(), request.chunk_frames(), request.device()).await {
         Ok(writer) => writer,
         Err(e) => return Err(run.fail(e)),
     };

@@ -29,10 +29,10 @@ impl Stage for SaveVideo {
 
     fn apply(&self, upstream: FrameStream, info: &StreamInfo, request: &OpenRequest) -> FrameStream {
         let (path, options, info) = (self.path.clone(), self.options.clone(), info.clone());
-        let chunk_frames = request.chunk_frames();
+        let (chunk_frames, device) = (request.chunk_frames(), request.device().clone());
         let mut upstream = upstream;
         Box::pin(async_stream::try_stream! {
-            let mut writer = VideoWriter::open(&path, &options, &info, chunk_frames).await?;
+            let mut writer = VideoWriter::open(&path, &options, &info, chunk_frames, &device).await?;
             while let Some(chunk) = upstream.next().await {
                 let chunk = chunk?;
                 writer.write(&chunk).await?;

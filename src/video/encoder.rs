@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::pacing::{Emit, Pacer};
 use super::{Container, PixelFormat, ff_rational};
 use crate::atomic_file::PartialPath;
+use crate::device::Busy;
 use crate::error::{Error, Result};
 use crate::stream::Rational;
 
@@ -52,13 +53,18 @@ pub(crate) struct EncoderThread {
 }
 
 /// Starts the thread; chunks queue in a channel of `capacity`.
-pub(crate) fn spawn(spec: EncoderSpec, capacity: usize) -> Result<EncoderThread> {
+/// `busy` is held until the thread ends (a cancelled encoder still finishes its frame and
+/// removes its file), so settling the device that fed it waits for it.
+pub(crate) fn spawn(spec: EncoderSpec, capacity: usize, busy: Busy) -> Result<EncoderThread> {
     let (commands, receiver) = mpsc::channel(capacity);
     let (opened_tx, opened) = oneshot::channel();
     let (done_tx, done) = oneshot::channel();
     std::thread::Builder::new()
         .name("framestream-encoder".into())
-        .spawn(move || run(spec, receiver, opened_tx, done_tx))
+        .spawn(move || {
+            let _busy = busy;
+            run(spec, receiver, opened_tx, done_tx)
+        })
         .map_err(|e| Error::io("starting the encoder thread", e))?;
     Ok(EncoderThread { commands, opened, done })
 }

@@ -13,7 +13,7 @@ use super::encoder::{self, Command, EncoderSpec};
 use super::{Codec, FpsMode, PixelFormat, VideoOptions};
 use crate::atomic_file::PartialPath;
 use crate::chunk::Chunk;
-use crate::device::with_client;
+use crate::device::{Device, with_client};
 use crate::error::{Error, Result};
 use crate::stream::{Rational, StreamInfo};
 
@@ -74,6 +74,7 @@ impl VideoWriter {
         options: &VideoOptions,
         info: &StreamInfo,
         chunk_frames: usize,
+        device: &Device,
     ) -> Result<Self> {
         let container = options.effective_container(target)?;
         let pixel_format = options.effective_pixel_format();
@@ -115,7 +116,7 @@ impl VideoWriter {
             audio_from: options.audio_from.clone(),
             panic_after_frames: options.panic_after_frames,
         };
-        let thread = encoder::spawn(spec, QUEUE)?;
+        let thread = encoder::spawn(spec, QUEUE, device.busy())?;
         let mut writer = Self {
             target: target.to_path_buf(),
             partial,

@@ -5,12 +5,13 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use framestream::model::esrgan::UpscaleModel;
 use framestream::MAX_LANES;
 use framestream::prelude::*;
+use futures::StreamExt;
 
 use crate::common::{device, request, temp_dir};
 
@@ -243,5 +244,53 @@ fn cancellation_probe() {
         eprintln!("a job after the cancelled one finished in {waited:?}");
         // The whole chunk takes about 40 s here; a lane stays at most a dozen launches ahead.
         assert!(waited < Duration::from_secs(5), "the cancelled chunk kept the device {waited:?}");
+    });
+}
+
+/// A stage that, on its first chunk, says it has started, waits (asynchronously, so its lane
+/// is free meanwhile) and then records that it finished.
+struct SlowFirstChunk {
+    started: Arc<tokio::sync::Notify>,
+    finished: Arc<AtomicBool>,
+}
+
+impl Stage for SlowFirstChunk {
+    fn name(&self) -> String {
+        "slow_first_chunk".into()
+    }
+    fn apply(&self, upstream: FrameStream, _: &StreamInfo, _: &OpenRequest) -> FrameStream {
+        let (started, finished) = (self.started.clone(), self.finished.clone());
+        Box::pin(upstream.then(move |chunk| {
+            let (started, finished) = (started.clone(), finished.clone());
+            async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                finished.store(true, Ordering::SeqCst);
+                chunk
+            }
+        }))
+    }
+}
+
+#[test]
+fn settling_waits_for_the_last_work_of_a_dropped_pipeline() {
+    current_thread().block_on(async {
+        let device = device();
+        let request = OpenRequest::new(&device).with_chunk_frames(4);
+        let (started, finished) = (Arc::new(tokio::sync::Notify::new()), Arc::new(AtomicBool::new(false)));
+        let slow = TestPattern::new(8, 8, 8)
+            .unwrap()
+            .pipe(SlowFirstChunk { started: started.clone(), finished: finished.clone() });
+        // The consumer goes while the stage is waiting inside its first chunk.
+        tokio::select! {
+            _ = drain(&slow, &request) => panic!("the pipeline ended before it was dropped"),
+            () = started.notified() => {}
+        }
+        assert!(!finished.load(Ordering::SeqCst));
+        // A plain sync runs in the stage's wait (the lane is free) and returns before it ends.
+        request.device().sync().await.unwrap();
+        assert!(!finished.load(Ordering::SeqCst), "the stage's wait is longer than a sync");
+        request.device().settle().await.unwrap();
+        assert!(finished.load(Ordering::SeqCst), "settle returned before the stage's chunk ended");
     });
 }

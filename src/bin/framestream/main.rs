@@ -462,6 +462,11 @@ async fn run(cli: Cli, given: ArgMatches) -> ExitCode {
         result = work => result,
         _ = tokio::signal::ctrl_c() => {
             output.error(&Error::InvalidConfig("interrupted".into()));
+            // The stages stop at their next check; exiting under them would tear the device
+            // down beneath its threads.
+            if let Ok(device) = Device::open(cli.device) {
+                let _ = device.settle_all().await;
+            }
             return ExitCode::from(130);
         }
     };
