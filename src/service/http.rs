@@ -241,7 +241,7 @@ fn media_type(path: &std::path::Path) -> &'static str {
 
 async fn preview(State(service): State<Service>, Path(id): Path<String>) -> Result<Response, ServiceError> {
     let id = job_id(&id)?;
-    let Some((frame, png)) = service.preview(id) else {
+    let Some((frame, png)) = service.preview(id).await? else {
         // Tells an unknown job from one without a preview (yet).
         service.job(id).await?;
         return Err(ServiceError::Conflict(format!("job {id} has no preview")));
@@ -340,6 +340,7 @@ async fn info(State(service): State<Service>) -> Json<serde_json::Value> {
         "running_jobs": config.running_jobs,
         "queued_jobs": config.queued_jobs,
         "preview_every": config.preview_every,
+        "model_idle_seconds": config.model_idle.as_secs_f64(),
         "memory_budget": service.device().memory_budget(),
     }))
 }

@@ -46,7 +46,7 @@ use crate::source::{LtxVaeDecode, TestPattern, VideoFile, WanVaeDecode};
 use crate::stage::{Interpolate, Preview, Upscale};
 use crate::stream::{OpenRequest, Source};
 use job::{Job, PreviewPng, now};
-use models::Models;
+use models::{JobModels, Models};
 use spec::{Plan, PlannedSource, PlannedStage};
 use store::{Record, Store};
 
@@ -97,6 +97,8 @@ pub struct ServiceConfig {
     pub memory_budget: Option<u64>,
     /// A preview image every this many frames, unless a job says otherwise (0: none).
     pub preview_every: u64,
+    /// How long a model no job uses stays loaded (its weights on the device).
+    pub model_idle: Duration,
     pub on_shutdown: OnShutdown,
     /// Largest request body.
     pub max_body_bytes: usize,
@@ -118,6 +120,7 @@ impl ServiceConfig {
             device: DeviceKind::Auto,
             memory_budget: None,
             preview_every: 24,
+            model_idle: Duration::from_secs(600),
             on_shutdown: OnShutdown::Cancel,
             max_body_bytes: 64 << 10,
             allowed_hosts: Vec::new(),
@@ -225,7 +228,7 @@ impl Service {
         let path = config.database.clone();
         let (store, interrupted_at_start) = blocking(move || Store::open(&path)).await?;
         let database = config.database.canonicalize().map_err(|e| Error::io("the job records' path", e))?;
-        Ok(Self {
+        let service = Self {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(config.running_jobs)),
                 config,
@@ -242,7 +245,9 @@ impl Service {
                 closed: watch::channel(false).0,
                 interrupted_at_start,
             }),
-        })
+        };
+        tokio::spawn(unload_idle_models(Arc::downgrade(&service.inner)));
+        Ok(service)
     }
 
     pub fn config(&self) -> &ServiceConfig {
@@ -389,9 +394,15 @@ impl Service {
         Ok(resolved)
     }
 
-    /// The latest preview of a job in memory, as PNG, with its frame.
-    pub fn preview(&self, id: u64) -> Option<(u64, Arc<Vec<u8>>)> {
-        self.inner.find(id)?.preview().map(|p| (p.frame, p.png))
+    /// The latest preview of a job, as PNG, with its frame: a live job's, else the one kept
+    /// when it ended.
+    pub async fn preview(&self, id: u64) -> Result<Option<(u64, Arc<Vec<u8>>)>, ServiceError> {
+        if let Some(preview) = self.inner.find(id).and_then(|job| job.preview()) {
+            return Ok(Some((preview.frame, preview.png)));
+        }
+        let store = self.inner.store.clone();
+        let kept = blocking(move || store.preview(id)).await?;
+        Ok(kept.map(|(frame, png)| (frame, Arc::new(png))))
     }
 
     /// Every change of every job from now on (a lagging receiver misses some).
@@ -487,7 +498,7 @@ impl Service {
         metric("frames_per_second", "gauge", "Output frames per second of the running jobs together.", &[(String::new(), rate)]);
         metric("running_slots", "gauge", "Jobs that may run at once.", &[(String::new(), inner.config.running_jobs as f64)]);
         metric("queue_capacity", "gauge", "Jobs that may wait for a slot.", &[(String::new(), inner.config.queued_jobs as f64)]);
-        metric("models_loaded", "gauge", "Models loaded and shared by jobs.", &[(String::new(), self.models().len() as f64)]);
+        metric("models_loaded", "gauge", "Models loaded and shared by jobs.", &[(String::new(), self.inner.models.count() as f64)]);
         metric(
             "device_memory_reserved_bytes",
             "gauge",
@@ -539,6 +550,21 @@ impl Inner {
             live.recent.pop_front();
         }
         self.active.send_replace(live.active.len() + live.pending.len());
+    }
+}
+
+/// Unloads models no job has used for the configured time, while the service lives.
+async fn unload_idle_models(service: std::sync::Weak<Inner>) {
+    let Some(idle) = service.upgrade().map(|inner| inner.config.model_idle) else { return };
+    let mut tick = tokio::time::interval((idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(60)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = service.upgrade() else { return };
+        let unloaded = inner.models.unload_idle(idle);
+        if unloaded > 0 {
+            tracing::info!("unloaded {unloaded} model(s) no job used for {idle:?}");
+        }
     }
 }
 
@@ -616,6 +642,13 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
         }
     });
     inner.persist(&job).await;
+    if let Some(preview) = job.preview() {
+        let store = inner.store.clone();
+        let id = job.id();
+        if let Err(e) = blocking(move || store.put_preview(id, preview.frame, &preview.png)).await {
+            tracing::error!("job {id}: {e}");
+        }
+    }
     // Published before the job leaves the active ones, so no event stream ends (at
     // shutdown) before its job's terminal event.
     inner.publish(job.view());
@@ -633,7 +666,9 @@ async fn execute(
     mut events: mpsc::UnboundedReceiver<crate::progress::Event>,
 ) -> Result<Report> {
     let plan = &job.plan;
-    let mut source = build(plan, &inner.models).await?;
+    // Holds the job's models until it ends.
+    let mut models = inner.models.for_job();
+    let mut source = build(plan, &mut models).await?;
     let (preview_sender, mut previews) = mpsc::channel(1);
     if plan.preview_every > 0 {
         source = source.pipe(Preview::every(plan.preview_every).to_channel(preview_sender)).boxed();
@@ -687,7 +722,7 @@ async fn execute(
 }
 
 /// The job's source and stages.
-async fn build(plan: &Plan, models: &Models) -> Result<Box<dyn Source>> {
+async fn build(plan: &Plan, models: &mut JobModels<'_>) -> Result<Box<dyn Source>> {
     let mut video: Box<dyn Source> = match &plan.source {
         PlannedSource::Pattern { width, height, frames, fps, seed } => {
             let pattern = TestPattern::new(*width, *height, *frames)?.seed(*seed);

@@ -1,11 +1,13 @@
 //! Models loaded once per service and shared by every job that names them: a job holds a
 //! clone, so the device's weight cache uploads the weights once for all of them. A model file
-//! that changed on disk (size or modification time) is loaded again.
+//! that changed on disk (size or modification time) is loaded again. A model no job has held
+//! for a while is unloaded (its device weights go with its last clone).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::OnceCell;
@@ -46,7 +48,34 @@ struct Version {
 struct Entry {
     version: Version,
     model: OnceCell<Loaded>,
-    jobs: std::sync::atomic::AtomicU64,
+    /// Jobs that have used it.
+    jobs: AtomicU64,
+    usage: Mutex<Usage>,
+}
+
+struct Usage {
+    /// Jobs holding it now.
+    holders: usize,
+    /// When the last holder let go (or the entry was made).
+    since: Instant,
+}
+
+/// A job's hold on a model: a held model is not unloaded.
+pub(crate) struct Held(Arc<Entry>);
+
+impl Held {
+    fn new(entry: &Arc<Entry>) -> Self {
+        lock(&entry.usage).holders += 1;
+        Held(entry.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut usage = lock(&self.0.usage);
+        usage.holders -= 1;
+        usage.since = Instant::now();
+    }
 }
 
 /// A loaded model as `/v1/models` lists it.
@@ -57,6 +86,8 @@ pub struct ModelView {
     pub file_bytes: u64,
     /// Jobs that have used it.
     pub jobs: u64,
+    /// Jobs using it now.
+    pub in_use: usize,
 }
 
 #[derive(Default)]
@@ -64,30 +95,49 @@ pub(crate) struct Models {
     entries: Mutex<HashMap<(ModelKind, PathBuf), Arc<Entry>>>,
 }
 
-impl Models {
-    pub async fn upscale(&self, path: &Path) -> Result<UpscaleModel> {
+/// The models, each with its holds, that one job uses.
+pub(crate) struct JobModels<'a> {
+    models: &'a Models,
+    held: Vec<Held>,
+}
+
+impl JobModels<'_> {
+    pub async fn upscale(&mut self, path: &Path) -> Result<UpscaleModel> {
         match self.get(ModelKind::Upscale, path).await? {
             Loaded::Upscale(model) => Ok(model),
             _ => Err(mixed_up(path)),
         }
     }
 
-    pub async fn rife(&self, path: &Path) -> Result<RifeModel> {
+    pub async fn rife(&mut self, path: &Path) -> Result<RifeModel> {
         match self.get(ModelKind::Interpolate, path).await? {
             Loaded::Interpolate(model) => Ok(model),
             _ => Err(mixed_up(path)),
         }
     }
 
-    pub async fn vae(&self, path: &Path) -> Result<VideoVae> {
+    pub async fn vae(&mut self, path: &Path) -> Result<VideoVae> {
         match self.get(ModelKind::Vae, path).await? {
             Loaded::Vae(model) => Ok(model),
             _ => Err(mixed_up(path)),
         }
     }
 
-    /// The model of `kind` at `path` (resolved), loaded at the first ask.
-    async fn get(&self, kind: ModelKind, path: &Path) -> Result<Loaded> {
+    async fn get(&mut self, kind: ModelKind, path: &Path) -> Result<Loaded> {
+        let (model, held) = self.models.get(kind, path).await?;
+        self.held.push(held);
+        Ok(model)
+    }
+}
+
+impl Models {
+    /// A job's view of the models: what it gets stays loaded until it is dropped.
+    pub fn for_job(&self) -> JobModels<'_> {
+        JobModels { models: self, held: Vec::new() }
+    }
+
+    /// The model of `kind` at `path` (resolved), loaded at the first ask, and a hold on it.
+    async fn get(&self, kind: ModelKind, path: &Path) -> Result<(Loaded, Held)> {
         let meta = tokio::fs::metadata(path).await.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let version = Version { bytes: meta.len(), modified: meta.modified().ok() };
         let entry = {
@@ -96,12 +146,15 @@ impl Models {
             match entries.get(&key) {
                 Some(entry) if entry.version == version => entry.clone(),
                 _ => {
-                    let entry = Arc::new(Entry { version, model: OnceCell::new(), jobs: Default::default() });
+                    let usage = Mutex::new(Usage { holders: 0, since: Instant::now() });
+                    let entry = Arc::new(Entry { version, model: OnceCell::new(), jobs: Default::default(), usage });
                     entries.insert(key, entry.clone());
                     entry
                 }
             }
         };
+        // Held from before the load, so no sweep unloads it meanwhile.
+        let held = Held::new(&entry);
         let model = entry
             .model
             .get_or_try_init(|| async {
@@ -112,8 +165,24 @@ impl Models {
                 })
             })
             .await?;
-        entry.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(model.clone())
+        entry.jobs.fetch_add(1, Ordering::Relaxed);
+        Ok((model.clone(), held))
+    }
+
+    /// Unloads the models no job has held for `idle`; how many went.
+    pub fn unload_idle(&self, idle: Duration) -> usize {
+        let mut entries = lock(&self.entries);
+        let before = entries.len();
+        entries.retain(|_, entry| {
+            let usage = lock(&entry.usage);
+            usage.holders > 0 || usage.since.elapsed() < idle
+        });
+        before - entries.len()
+    }
+
+    /// Models loaded now.
+    pub fn count(&self) -> usize {
+        lock(&self.entries).values().filter(|entry| entry.model.initialized()).count()
     }
 
     /// Models loaded so far (paths relative to `root` where inside it).
@@ -126,7 +195,8 @@ impl Models {
                 kind: *kind,
                 path: path.strip_prefix(root).unwrap_or(path).to_path_buf(),
                 file_bytes: entry.version.bytes,
-                jobs: entry.jobs.load(std::sync::atomic::Ordering::Relaxed),
+                jobs: entry.jobs.load(Ordering::Relaxed),
+                in_use: lock(&entry.usage).holders,
             })
             .collect();
         list.sort_by(|a, b| a.path.cmp(&b.path));

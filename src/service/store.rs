@@ -67,9 +67,14 @@ impl Store {
                      state TEXT NOT NULL,
                      output TEXT NOT NULL,
                      view TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS previews (
+                     id INTEGER PRIMARY KEY REFERENCES jobs (id),
+                     frame INTEGER NOT NULL,
+                     png BLOB NOT NULL
                  );",
             )
-            .map_err(db_error("creating the jobs table"))?;
+            .map_err(db_error("creating the tables"))?;
         let store = Self { connection: Arc::new(Mutex::new(connection)), _lock: Arc::new(lock) };
         let interrupted = store.mark_interrupted()?;
         Ok((store, interrupted))
@@ -142,6 +147,28 @@ impl Store {
             .query_row("SELECT view, output FROM jobs WHERE id = ?1", [id], row_record)
             .optional()
             .map_err(db_error("reading a job"))
+    }
+
+    /// Keeps an ended job's last preview (PNG) for after a restart.
+    pub fn put_preview(&self, id: u64, frame: u64, png: &[u8]) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT OR REPLACE INTO previews (id, frame, png) VALUES (?1, ?2, ?3)",
+                params![id as i64, frame as i64, png],
+            )
+            .map_err(db_error("keeping a preview"))?;
+        Ok(())
+    }
+
+    /// A job's kept preview: its frame and PNG.
+    pub fn preview(&self, id: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let Ok(id) = i64::try_from(id) else { return Ok(None) };
+        self.lock()
+            .query_row("SELECT frame, png FROM previews WHERE id = ?1", [id], |row| {
+                Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()
+            .map_err(db_error("reading a preview"))
     }
 
     /// The latest `limit` jobs, newest first, of `state` if given.

@@ -448,6 +448,15 @@ async fn sigterm_cancels_the_running_job_and_exits_cleanly() {
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(10_000_000, "long.mp4")).send().await.unwrap();
     let id = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
     wait_for_progress(&client, &base, id).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let job: Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        if !job["preview_frame"].is_null() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no preview: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let status = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exited = tokio::task::spawn_blocking(move || running.0.wait().unwrap()).await.unwrap();
@@ -458,6 +467,11 @@ async fn sigterm_cancels_the_running_job_and_exits_cleanly() {
     assert_eq!(serving["interrupted"], json!([]));
     let job: Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["state"], "cancelled", "{job}");
+    // Its last preview was kept with its record.
+    let preview = client.get(format!("{base}/v1/jobs/{id}/preview")).send().await.unwrap();
+    assert_eq!(preview.status().as_u16(), 200);
+    assert_eq!(preview.headers()["x-frame"], job["preview_frame"].to_string().as_str());
+    assert!(preview.bytes().await.unwrap().starts_with(b"\x89PNG"));
     drop(restarted);
 }
 
@@ -614,6 +628,40 @@ async fn models_are_loaded_once_for_every_job_that_names_them() {
     assert_eq!(listed, [("upscale".into(), "x2.safetensors".into(), 2), ("vae".into(), "vae.safetensors".into(), 2)]);
     // One upload of each model's weights, shared by the jobs.
     assert_eq!(server.service.device().models_held(), 2);
+}
+
+/// The models `/v1/models` lists: (path, jobs that used it, jobs using it now).
+async fn listed_models(server: &Server) -> Vec<(String, u64, u64)> {
+    let (_, models) = server.get("/v1/models").await;
+    let models = models["models"].as_array().unwrap().iter();
+    models.map(|m| (m["path"].as_str().unwrap().into(), m["jobs"].as_u64().unwrap(), m["in_use"].as_u64().unwrap())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_no_job_uses_is_unloaded_after_the_idle_time() {
+    let server = Server::start("service-model-idle", |config| config.model_idle = Duration::from_millis(300)).await;
+    std::fs::copy(crate::common::fixture("upscale", "compact_x2.safetensors"), server.dir.join("in/x2.safetensors")).unwrap();
+    let upscale = |frames: u64, path: &str| {
+        let mut spec = pattern_job(frames, path);
+        spec["stages"] = json!([{ "upscale": { "model": "x2.safetensors" } }]);
+        spec
+    };
+    // Held by a running job, it stays however long the job runs.
+    let long = server.submit(&upscale(10_000_000, "long.mp4")).await;
+    wait_for_progress(&server.client, &server.base, long).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(listed_models(&server).await, [("x2.safetensors".into(), 1, 1)]);
+    server.post(&format!("/v1/jobs/{long}/cancel"), &Value::Null).await;
+    assert_eq!(ended(&server, long).await["state"], "cancelled");
+    // Let go, it is unloaded once idle.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !listed_models(&server).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "still loaded: {:?}", listed_models(&server).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And loaded again by the next job that names it.
+    let again = server.submit(&upscale(4, "again.mp4")).await;
+    assert_eq!(ended(&server, again).await["state"], "finished");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,9 @@ struct ServeArgs {
     /// A preview image every this many frames, unless a job says otherwise (0: none).
     #[arg(long, default_value_t = 24)]
     preview_every: u64,
+    /// Seconds a model no job uses stays loaded (and its weights on the device).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    model_idle: u64,
     /// A host name (with its port) the API answers besides the address it listens on, e.g.
     /// a reverse proxy's (repeatable). Listening on a loopback address, the API answers
     /// only to 127.0.0.1, localhost and [::1] with the port, and these.
@@ -618,6 +621,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, output: &Output) -> Result<()> {
         device: cli.device,
         memory_budget: args.memory_budget_mib.map(|mib| mib << 20),
         preview_every: args.preview_every,
+        model_idle: std::time::Duration::from_secs(args.model_idle),
         on_shutdown: args.on_shutdown,
         ..ServiceConfig::new(&args.inputs, &args.outputs, &args.database)
     };
