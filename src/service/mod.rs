@@ -187,6 +187,7 @@ struct Inner {
     /// Set once shut down: event streams end.
     closed: watch::Sender<bool>,
     interrupted_at_start: Vec<u64>,
+    requeued_at_start: Vec<u64>,
 }
 
 /// The job service (clones share it).
@@ -214,8 +215,9 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 }
 
 impl Service {
-    /// Opens the device and the job records; jobs a previous process left unfinished are
-    /// marked interrupted and their partial outputs removed.
+    /// Opens the device and the job records; jobs a previous process left running are marked
+    /// interrupted and their partial outputs removed, the ones it left queued are queued again
+    /// (checked anew against the roots; refused ones fail).
     pub async fn new(config: ServiceConfig) -> Result<Self> {
         if config.running_jobs == 0 {
             return Err(Error::config("a service needs at least one running slot"));
@@ -226,8 +228,23 @@ impl Service {
             device.set_memory_budget(config.memory_budget);
         }
         let path = config.database.clone();
-        let (store, interrupted_at_start) = blocking(move || Store::open(&path)).await?;
+        let (store, interrupted_at_start, queued) = blocking(move || Store::open(&path)).await?;
         let database = config.database.canonicalize().map_err(|e| Error::io("the job records' path", e))?;
+        // Checked anew: the roots or the files may have changed since.
+        let mut requeued = Vec::new();
+        for mut record in queued {
+            match record.view.spec.plan(&roots, config.preview_every) {
+                Ok(plan) => requeued.push(Arc::new(Job::new(record.view, plan))),
+                Err(e) => {
+                    record.view.state = JobState::Failed;
+                    record.view.finished_at = Some(now());
+                    record.view.error = Some(format!("queued again at start-up, the job no longer passes: {e}"));
+                    let store = store.clone();
+                    blocking(move || store.put(&record)).await?;
+                }
+            }
+        }
+        let live = Live { active: requeued.iter().map(|job| (job.id(), job.clone())).collect(), ..Live::default() };
         let service = Self {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(config.running_jobs)),
@@ -237,15 +254,19 @@ impl Service {
                 device,
                 store,
                 models: Models::default(),
-                live: Mutex::default(),
+                live: Mutex::new(live),
                 updates: broadcast::channel(1024).0,
                 accepting: AtomicBool::new(true),
                 frames_ended: AtomicU64::new(0),
-                active: watch::channel(0).0,
+                active: watch::channel(requeued.len()).0,
                 closed: watch::channel(false).0,
                 interrupted_at_start,
+                requeued_at_start: requeued.iter().map(|job| job.id()).collect(),
             }),
         };
+        for job in requeued {
+            tokio::spawn(run(service.inner.clone(), job));
+        }
         tokio::spawn(unload_idle_models(Arc::downgrade(&service.inner)));
         Ok(service)
     }
@@ -262,9 +283,14 @@ impl Service {
         &self.inner.device
     }
 
-    /// Jobs found unfinished (and marked interrupted) when the service started.
+    /// Jobs found running (and marked interrupted) when the service started.
     pub fn interrupted_at_start(&self) -> &[u64] {
         &self.inner.interrupted_at_start
+    }
+
+    /// Jobs found queued and queued again when the service started.
+    pub fn requeued_at_start(&self) -> &[u64] {
+        &self.inner.requeued_at_start
     }
 
     /// Checks `spec`, records it and queues it; the job starts when a slot is free.

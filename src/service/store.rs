@@ -1,6 +1,6 @@
-//! Job records in SQLite: every job's latest view, kept across restarts. Jobs that were queued
-//! or running when the process died are marked interrupted when the store opens, and their
-//! partial outputs removed.
+//! Job records in SQLite: every job's latest view, kept across restarts. Jobs that were
+//! running when the process died are marked interrupted when the store opens, and their
+//! partial outputs removed; queued ones are handed back to be queued again.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -53,8 +53,9 @@ fn lock_database(path: &Path) -> Result<std::fs::File> {
 
 impl Store {
     /// Opens (or creates) the records at `path` and marks the jobs a previous process left
-    /// unfinished as interrupted, removing their partial outputs. Returns their ids.
-    pub fn open(path: &Path) -> Result<(Self, Vec<u64>)> {
+    /// running as interrupted, removing their partial outputs. Returns their ids, and the
+    /// records of the jobs it left queued (oldest first).
+    pub fn open(path: &Path) -> Result<(Self, Vec<u64>, Vec<Record>)> {
         let lock = lock_database(path)?;
         let connection = Connection::open(path).map_err(db_error("opening the database"))?;
         connection
@@ -77,7 +78,8 @@ impl Store {
             .map_err(db_error("creating the tables"))?;
         let store = Self { connection: Arc::new(Mutex::new(connection)), _lock: Arc::new(lock) };
         let interrupted = store.mark_interrupted()?;
-        Ok((store, interrupted))
+        let queued = store.queued()?;
+        Ok((store, interrupted, queued))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -88,7 +90,7 @@ impl Store {
         let unfinished: Vec<Record> = {
             let connection = self.lock();
             let mut query = connection
-                .prepare("SELECT view, output FROM jobs WHERE state IN ('queued', 'running')")
+                .prepare("SELECT view, output FROM jobs WHERE state = 'running'")
                 .map_err(db_error("reading unfinished jobs"))?;
             let rows = query.query_map([], row_record).map_err(db_error("reading unfinished jobs"))?;
             readable(rows)
@@ -97,17 +99,22 @@ impl Store {
         let mut ids = Vec::new();
         for mut record in unfinished {
             remove_partials(&record.output);
-            let was = record.view.state;
             record.view.state = JobState::Interrupted;
             record.view.finished_at = Some(now);
-            record.view.error = Some(match was {
-                JobState::Running => "the service stopped while the job ran; its partial output was removed".into(),
-                _ => "the service stopped before the job ran".into(),
-            });
+            record.view.error = Some("the service stopped while the job ran; its partial output was removed".into());
             self.put(&record)?;
             ids.push(record.view.id);
         }
         Ok(ids)
+    }
+
+    fn queued(&self) -> Result<Vec<Record>> {
+        let connection = self.lock();
+        let mut query = connection
+            .prepare("SELECT view, output FROM jobs WHERE state = 'queued' ORDER BY id")
+            .map_err(db_error("reading queued jobs"))?;
+        let rows = query.query_map([], row_record).map_err(db_error("reading queued jobs"))?;
+        Ok(readable(rows))
     }
 
     /// Adds a job; the view's id is assigned here.

@@ -405,15 +405,43 @@ async fn a_restart_marks_the_killed_job_interrupted() {
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(10_000_000, "long.mp4")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let id = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    // One slot: this one waits.
+    let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(16, "queued.mp4")).send().await.unwrap();
+    let queued = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    // And this one's model goes before the restart.
+    std::fs::copy(crate::common::fixture("upscale", "compact_x2.safetensors"), dir.join("in/x2.safetensors")).unwrap();
+    let mut spec = pattern_job(16, "upscaled.mp4");
+    spec["stages"] = json!([{ "upscale": { "model": "x2.safetensors" } }]);
+    let response = client.post(format!("{base}/v1/jobs")).json(&spec).send().await.unwrap();
+    let orphaned = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
     wait_for_progress(&client, &base, id).await;
     drop(first); // SIGKILL: nothing runs on the way out
+    std::fs::remove_file(dir.join("in/x2.safetensors")).unwrap();
     assert_eq!(partial_files(&dir.join("out")).len(), 1, "the killed job left its partial output");
 
     let (second, base, serving) = serve(&dir, &[]);
     assert_eq!(serving["interrupted"], json!([id]));
-    assert!(partial_files(&dir.join("out")).is_empty(), "removed at start-up");
+    assert_eq!(serving["requeued"], json!([queued]));
+    // (The queued job, started again, may have one of its own by now.)
+    let killed: Vec<String> = partial_files(&dir.join("out")).into_iter().filter(|n| n.starts_with("long.mp4")).collect();
+    assert!(killed.is_empty(), "removed at start-up: {killed:?}");
     let job: Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["state"], "interrupted", "{job}");
+    let job: Value = client.get(format!("{base}/v1/jobs/{orphaned}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("x2.safetensors"), "{job}");
+    // The queued one runs in the new process.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let job: Value = client.get(format!("{base}/v1/jobs/{queued}")).send().await.unwrap().json().await.unwrap();
+        if job["state"] == "finished" {
+            break;
+        }
+        assert!(["queued", "running"].contains(&job["state"].as_str().unwrap()), "{job}");
+        assert!(tokio::time::Instant::now() < deadline, "not finished: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ffprobe_frames(&dir.join("out/queued.mp4")).2, "16");
     // On a loopback address the API answers to its own names only (no DNS rebinding).
     let rebound = client.get(format!("{base}/v1/jobs")).header("host", "attacker.example").send().await.unwrap();
     assert_eq!(rebound.status().as_u16(), 403);

@@ -63,13 +63,20 @@ impl Output {
         }
     }
 
-    /// The service listens; `interrupted`: jobs a previous run left unfinished.
-    pub fn serving(&self, address: &std::net::SocketAddr, device: &DeviceInfo, interrupted: &[u64]) {
+    /// The service listens; `interrupted`: jobs a previous run left running, `requeued`: the
+    /// ones it left queued, queued again.
+    pub fn serving(&self, address: &std::net::SocketAddr, device: &DeviceInfo, interrupted: &[u64], requeued: &[u64]) {
         if self.json {
-            println!("{}", json!({ "event": "serving", "address": address.to_string(), "device": device.to_string(), "interrupted": interrupted }));
+            println!(
+                "{}",
+                json!({ "event": "serving", "address": address.to_string(), "device": device.to_string(), "interrupted": interrupted, "requeued": requeued })
+            );
         } else if !self.quiet {
             if !interrupted.is_empty() {
-                eprintln!("marked {} unfinished job(s) of a previous run interrupted", interrupted.len());
+                eprintln!("marked {} job(s) a previous run left running interrupted", interrupted.len());
+            }
+            if !requeued.is_empty() {
+                eprintln!("queued again {} job(s) a previous run left queued", requeued.len());
             }
             eprintln!("framestream serving on http://{address}/ ({device})");
         }

@@ -644,7 +644,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, output: &Output) -> Result<()> {
         config.allowed_hosts = args.allow_hosts.clone();
     }
     let service = Service::new(config).await?;
-    output.serving(&address, service.device().info(), service.interrupted_at_start());
+    output.serving(&address, service.device().info(), service.interrupted_at_start(), service.requeued_at_start());
     let stopping = service.clone();
     let quiet = output.quiet || output.json;
     let shutdown = async move {
