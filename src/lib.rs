@@ -43,6 +43,7 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod stream;
+mod sync;
 #[cfg(feature = "video")]
 pub mod video;
 

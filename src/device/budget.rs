@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 #[derive(Default)]
 pub(crate) struct Budget {
@@ -36,7 +37,7 @@ impl State {
 
 impl Budget {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     pub(crate) fn set_limit(&self, limit: Option<u64>) {

@@ -27,6 +27,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 use crate::stream::FrameStream;
+use crate::sync::lock;
 
 /// Lanes a device opens at most.
 pub const MAX_LANES: usize = 8;
@@ -117,7 +118,7 @@ impl Lanes {
     /// A lane for a new user: an idle one, else a new one while fewer than [`MAX_LANES`]
     /// exist, else the least used.
     pub(crate) fn lease(&self) -> Arc<Lane> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lanes = lock(&self.lanes);
         let least = lanes.iter().min_by_key(|l| l.users.load(Ordering::Acquire)).cloned();
         let lane = match least {
             Some(lane) if lane.users.load(Ordering::Acquire) == 0 || lanes.len() >= MAX_LANES => lane,
@@ -140,12 +141,12 @@ impl Lanes {
 
     /// Job lanes opened so far.
     pub(crate) fn count(&self) -> usize {
-        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).len()
+        lock(&self.lanes).len()
     }
 
     /// The streams of the job lanes opened so far.
     pub(crate) fn streams(&self) -> Vec<StreamId> {
-        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|l| l.stream).collect()
+        lock(&self.lanes).iter().map(|l| l.stream).collect()
     }
 
     /// The streams of every lane opened so far, the weights lane's too.
@@ -200,7 +201,7 @@ impl Lane {
         if !self.is_current() || self.calls.fetch_add(1, Ordering::Relaxed) % PACE_STEP != PACE_STEP - 1 {
             return;
         }
-        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut marks = lock(&self.marks);
         marks.push_back(mark());
         while marks.len() > PACE_DEPTH {
             let oldest = marks.pop_front().expect("a mark");
@@ -291,7 +292,7 @@ struct Queued {
 
 impl Queued {
     fn poll(self: Arc<Self>) {
-        let mut slot = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.task);
         let Some(task) = slot.as_mut() else {
             return; // finished; a late wake
         };

@@ -35,6 +35,7 @@ use framestream_kernels::{DeviceBuffer, Element};
 
 use crate::error::{Error, Result};
 use crate::stream::FrameStream;
+use crate::sync::lock;
 pub(crate) use driver::Busy;
 use driver::{InFlight, Lane, Lanes};
 
@@ -264,7 +265,7 @@ impl Device {
         index: usize,
         init: impl FnOnce(usize) -> std::result::Result<Arc<Shared>, String>,
     ) -> Result<Self> {
-        let mut opened = table.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let mut opened = lock(table.get_or_init(Default::default));
         let shared = opened.entry(index).or_insert_with(|| init(index)).clone();
         Ok(Self::on_new_stream(shared.map_err(Error::Device)?))
     }

@@ -6,10 +6,11 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::Result;
 use crate::model::Precision;
+use crate::sync::lock;
 
 type Entry = Arc<dyn Any + Send + Sync>;
 /// Locked while its weights upload, so one upload serves every concurrent ask.
@@ -19,11 +20,6 @@ type Slot = Arc<Mutex<Option<Entry>>>;
 pub(crate) struct WeightCache {
     slots: Mutex<HashMap<(u64, Precision), Slot>>,
 }
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl WeightCache {
     /// The weights of `model` in `precision`, uploaded by `upload` when absent.
     pub(crate) fn get_or_upload<T: Send + Sync + 'static>(

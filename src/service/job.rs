@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::lock;
+use crate::sync::lock;
 use super::spec::{JobSpec, Plan};
 use crate::progress::{Event, EventKind, StageId};
 use crate::stage::PreviewImage;

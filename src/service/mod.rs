@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
@@ -38,6 +38,7 @@ pub use paths::Roots;
 pub use spec::{JobSpec, OutputSpec, SourceSpec, StageSpec};
 
 use crate::device::{Device, DeviceKind};
+use crate::sync::lock;
 use crate::error::{Error, Result};
 use crate::ext::SourceExt;
 use crate::model::{Latent, VideoVae};
@@ -200,11 +201,6 @@ impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service").field("roots", &self.inner.roots).finish_non_exhaustive()
     }
-}
-
-/// The guarded value, also after a panic elsewhere left the lock poisoned.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs blocking store work off the runtime.

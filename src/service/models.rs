@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use super::lock;
+use crate::sync::lock;
 use crate::error::{Error, Result};
 use crate::model::VideoVae;
 use crate::model::esrgan::UpscaleModel;

@@ -83,7 +83,7 @@ impl Store {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        super::lock(&self.connection)
+        crate::sync::lock(&self.connection)
     }
 
     fn mark_interrupted(&self) -> Result<Vec<u64>> {
