@@ -99,6 +99,11 @@ impl Future for Reserve {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Reservation>> {
         let this = self.get_mut();
+        // A stream whose consumer has gone stops waiting for memory it will not use.
+        if let Err(e) = super::driver::check_cancelled() {
+            this.leave();
+            return Poll::Ready(Err(e));
+        }
         let mut state = this.budget.lock();
         if let Some(limit) = state.limit && this.bytes > limit {
             drop(state);

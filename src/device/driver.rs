@@ -389,11 +389,34 @@ impl<F: Future> Future for Scoped<F> {
 
 type Reply = oneshot::Sender<Option<Result<Chunk>>>;
 
+/// The stream's next item, polled once more when its consumer leaves: a wait that checks for
+/// cancellation (a memory reservation) then ends instead of holding the stream until it is
+/// served. Other waits and device work run on to their end: dropping a stream in the middle
+/// of them (a read back under way) left CubeCL's device failing every later call.
+struct WokenOnLeave<'a, F> {
+    next: Pin<&'a mut F>,
+    reply: &'a mut Reply,
+    left: bool,
+}
+
+impl<F: Future> Future for WokenOnLeave<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.left && self.reply.poll_canceled(cx).is_ready() {
+            self.left = true;
+        }
+        self.next.as_mut().poll(cx)
+    }
+}
+
 /// `stream`, polled on `lane`'s thread: each poll of the result asks the lane for the next
 /// chunk and waits for it. Nested streams of the same lane (the stages of one pipeline) are
 /// polled in place by the one that drives them.
-pub(crate) fn drive(lane: Arc<Lane>, busy: Busy, stream: FrameStream) -> FrameStream {
-    Box::pin(Driven { state: State::Unstarted(lane, busy, stream) })
+/// `busy` counts the stream's task from its first poll (an opened stream not yet polled holds
+/// nothing on the lane).
+pub(crate) fn drive(lane: Arc<Lane>, busy: impl FnOnce() -> Busy + Send + 'static, stream: FrameStream) -> FrameStream {
+    Box::pin(Driven { state: State::Unstarted(lane, Box::new(busy), stream) })
 }
 
 struct Driven {
@@ -401,37 +424,39 @@ struct Driven {
 }
 
 enum State {
-    Unstarted(Arc<Lane>, Busy, FrameStream),
+    Unstarted(Arc<Lane>, Box<dyn FnOnce() -> Busy + Send>, FrameStream),
     Inline(FrameStream),
     Remote {
+        /// First: the flag is set before the reply's receiver goes and wakes the task.
+        _cancel: CancelOnDrop,
         requests: mpsc::UnboundedSender<Reply>,
         pending: Option<oneshot::Receiver<Option<Result<Chunk>>>>,
-        _cancel: CancelOnDrop,
     },
     Done,
 }
 
 impl Driven {
-    fn start(lane: Arc<Lane>, busy: Busy, stream: FrameStream) -> State {
+    fn start(lane: Arc<Lane>, busy: Box<dyn FnOnce() -> Busy + Send>, stream: FrameStream) -> State {
         if lane.is_current() {
             // Nested in a stream already counted.
-            drop(busy);
             return State::Inline(stream);
         }
         let (requests, mut asked) = mpsc::unbounded::<Reply>();
         let cancel = Arc::new(AtomicBool::new(false));
         let mut stream = stream;
         let task = async move {
-            while let Some(reply) = asked.next().await {
-                let item = catching(stream.next().map(Ok)).await.unwrap_or_else(|e| Some(Err(e)));
+            while let Some(mut reply) = asked.next().await {
+                let next = catching(stream.next().map(Ok));
+                let item = WokenOnLeave { next: std::pin::pin!(next), reply: &mut reply, left: false }.await;
+                let item = item.unwrap_or_else(|e| Some(Err(e)));
                 let end = !matches!(item, Some(Ok(_)));
                 if reply.send(item).is_err() || end {
                     break;
                 }
             }
         };
-        match lane.submit(Box::pin(Scope::capture(cancel.clone()).wrap(task)), busy) {
-            Ok(()) => State::Remote { requests, pending: None, _cancel: CancelOnDrop(cancel) },
+        match lane.submit(Box::pin(Scope::capture(cancel.clone()).wrap(task)), busy()) {
+            Ok(()) => State::Remote { _cancel: CancelOnDrop(cancel), requests, pending: None },
             Err(e) => State::Inline(crate::stream::failed(e)),
         }
     }

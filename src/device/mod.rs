@@ -213,6 +213,16 @@ impl fmt::Debug for Device {
 /// Devices of one runtime by index, each opened once.
 type ByIndex = OnceLock<std::sync::Mutex<std::collections::HashMap<usize, std::result::Result<Arc<Shared>, String>>>>;
 
+/// Every device the process has opened, for [`Device::settle_opened`].
+static OPENED: std::sync::Mutex<Vec<Arc<Shared>>> = std::sync::Mutex::new(Vec::new());
+
+fn remember(opened: std::result::Result<Arc<Shared>, String>) -> std::result::Result<Arc<Shared>, String> {
+    if let Ok(shared) = &opened {
+        lock(&OPENED).push(shared.clone());
+    }
+    opened
+}
+
 pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
@@ -249,7 +259,7 @@ impl Device {
     /// The default wgpu adapter (a real GPU if there is one, else lavapipe).
     pub fn wgpu() -> Result<Self> {
         static WGPU: OnceLock<Result<Arc<Shared>, String>> = OnceLock::new();
-        let shared = WGPU.get_or_init(|| init_wgpu(None)).clone().map_err(Error::Device)?;
+        let shared = WGPU.get_or_init(|| remember(init_wgpu(None))).clone().map_err(Error::Device)?;
         Ok(Self::on_new_stream(shared))
     }
 
@@ -266,7 +276,7 @@ impl Device {
         init: impl FnOnce(usize) -> std::result::Result<Arc<Shared>, String>,
     ) -> Result<Self> {
         let mut opened = lock(table.get_or_init(Default::default));
-        let shared = opened.entry(index).or_insert_with(|| init(index)).clone();
+        let shared = opened.entry(index).or_insert_with(|| remember(init(index))).clone();
         Ok(Self::on_new_stream(shared.map_err(Error::Device)?))
     }
 
@@ -385,7 +395,8 @@ impl Device {
 
     /// `stream`, polled on this handle's lane thread (see [`driver`]).
     pub(crate) fn drive(&self, stream: FrameStream) -> FrameStream {
-        driver::drive(self.lease().lane.clone(), self.busy(), stream)
+        let device = self.clone();
+        driver::drive(self.lease().lane.clone(), move || device.busy(), stream)
     }
 
     /// Counts one piece of this handle's work until dropped: what [`settle`](Self::settle)
@@ -396,10 +407,11 @@ impl Device {
     }
 
     /// Waits until the work submitted through this handle and its clones has ended and the
-    /// device has run it. A dropped pipeline's stages stop at their next cancellation check,
-    /// not at once, so whoever cancels a pipeline and then exits the process or hands its
-    /// memory to another job settles first. Not from the handle's own work (it would wait for
-    /// itself).
+    /// device has run it. A dropped pipeline's stages stop at their next allocation or memory
+    /// reservation, not at once, so whoever cancels a pipeline and then exits the process or hands its
+    /// memory to another job settles first. It waits for every stream opened on the handle
+    /// that has been polled, so drop those first; not from the handle's own work (it would
+    /// wait for itself).
     pub async fn settle(&self) -> Result<()> {
         let Some(lease) = self.lease.get() else {
             return Ok(()); // never used
@@ -411,13 +423,30 @@ impl Device {
         self.sync().await
     }
 
-    /// [`settle`](Self::settle) for every handle of the device, model weight uploads
-    /// included: what a process waits for before it exits.
+    /// [`settle`](Self::settle) for every handle of the device in the process: what a
+    /// process that has dropped its pipelines waits for before it exits.
     pub async fn settle_all(&self) -> Result<()> {
         if driver::on_any_lane() {
             return Err(Error::Device("a device cannot settle from its own work".into()));
         }
         self.shared.lanes.in_flight.idle().await;
+        self.sync_all().await
+    }
+
+    /// [`settle_all`](Self::settle_all) for every device the process has opened: what a
+    /// program that has dropped its pipelines awaits before it exits (nothing when it never
+    /// opened one).
+    pub async fn settle_opened() -> Result<()> {
+        let devices: Vec<Device> = lock(&OPENED).iter().cloned().map(Self::on_new_stream).collect();
+        for device in devices {
+            device.settle_all().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the device to run what every stream of it has been given so far (model
+    /// weight uploads included), not for work still to come.
+    pub async fn sync_all(&self) -> Result<()> {
         let streams: Vec<Backend> =
             self.shared.lanes.all_streams().into_iter().map(|s| self.shared.backend.on_stream(s)).collect();
         // Waiting for a stream blocks the thread: not the caller's.

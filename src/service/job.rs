@@ -182,6 +182,10 @@ impl Job {
         lock(&self.view).clone()
     }
 
+    pub fn state(&self) -> JobState {
+        lock(&self.view).state
+    }
+
     pub fn update<T>(&self, change: impl FnOnce(&mut JobView) -> T) -> T {
         change(&mut lock(&self.view))
     }

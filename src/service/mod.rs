@@ -185,10 +185,13 @@ struct Inner {
     frames_ended: AtomicU64,
     /// Active jobs, to wait for them at shutdown.
     active: watch::Sender<usize>,
+    /// Sent when a job leaves the queue (it starts or ends): the next one's turn may have come.
+    queue_moved: watch::Sender<()>,
     /// Set once shut down: event streams end.
     closed: watch::Sender<bool>,
     interrupted_at_start: Vec<u64>,
     requeued_at_start: Vec<u64>,
+    failed_at_start: Vec<u64>,
 }
 
 /// The job service (clones share it).
@@ -227,14 +230,15 @@ impl Service {
         let (store, interrupted_at_start, queued) = blocking(move || Store::open(&path)).await?;
         let database = config.database.canonicalize().map_err(|e| Error::io("the job records' path", e))?;
         // Checked anew: the roots or the files may have changed since.
-        let mut requeued = Vec::new();
+        let (mut requeued, mut failed_at_start) = (Vec::new(), Vec::new());
         for mut record in queued {
-            match record.view.spec.plan(&roots, config.preview_every) {
+            match plan(&record.view.spec, &roots, &config, &database) {
                 Ok(plan) => requeued.push(Arc::new(Job::new(record.view, plan))),
                 Err(e) => {
                     record.view.state = JobState::Failed;
                     record.view.finished_at = Some(now());
                     record.view.error = Some(format!("queued again at start-up, the job no longer passes: {e}"));
+                    failed_at_start.push(record.view.id);
                     let store = store.clone();
                     blocking(move || store.put(&record)).await?;
                 }
@@ -255,9 +259,11 @@ impl Service {
                 accepting: AtomicBool::new(true),
                 frames_ended: AtomicU64::new(0),
                 active: watch::channel(requeued.len()).0,
+                queue_moved: watch::channel(()).0,
                 closed: watch::channel(false).0,
                 interrupted_at_start,
                 requeued_at_start: requeued.iter().map(|job| job.id()).collect(),
+                failed_at_start,
             }),
         };
         for job in requeued {
@@ -289,18 +295,18 @@ impl Service {
         &self.inner.requeued_at_start
     }
 
+    /// Jobs found queued that no longer passed their checks (marked failed) at start-up.
+    pub fn failed_at_start(&self) -> &[u64] {
+        &self.inner.failed_at_start
+    }
+
     /// Checks `spec`, records it and queues it; the job starts when a slot is free.
     pub async fn submit(&self, spec: JobSpec) -> Result<JobView, ServiceError> {
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::SeqCst) {
             return Err(ServiceError::ShuttingDown);
         }
-        let plan = spec.plan(&inner.roots, inner.config.preview_every)?;
-        let name = plan.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let database = inner.database.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if plan.output.parent() == inner.database.parent() && name.starts_with(&database) {
-            return Err(ServiceError::BadRequest("output.path names the service's job records".into()));
-        }
+        let plan = plan(&spec, &inner.roots, &inner.config, &inner.database)?;
         let mut view = JobView {
             id: 0,
             state: JobState::Queued,
@@ -419,8 +425,8 @@ impl Service {
     /// The latest preview of a job, as PNG, with its frame: a live job's, else the one kept
     /// when it ended.
     pub async fn preview(&self, id: u64) -> Result<Option<(u64, Arc<Vec<u8>>)>, ServiceError> {
-        if let Some(preview) = self.inner.find(id).and_then(|job| job.preview()) {
-            return Ok(Some((preview.frame, preview.png)));
+        if let Some(job) = self.inner.find(id) {
+            return Ok(job.preview().map(|preview| (preview.frame, preview.png)));
         }
         let store = self.inner.store.clone();
         let kept = blocking(move || store.preview(id)).await?;
@@ -457,8 +463,9 @@ impl Service {
         }
         let mut active = inner.active.subscribe();
         let _ = active.wait_for(|n| *n == 0).await;
-        // Model uploads a cancelled job started run on apart from its own work.
-        if let Err(e) = inner.device.settle_all().await {
+        // Each job has settled its own stream; model uploads went to the weights stream. (Not
+        // `settle_all`: an application embedding the service may run pipelines of its own.)
+        if let Err(e) = inner.device.sync_all().await {
             tracing::warn!("at shutdown: {e}");
         }
         inner.closed.send_replace(true);
@@ -562,6 +569,20 @@ impl Inner {
         }
     }
 
+    /// A running slot for job `id`, once every job queued before it has started or ended:
+    /// jobs start in the order they were submitted (by id, which also puts the jobs queued
+    /// again at start-up first).
+    async fn slot_in_turn(&self, id: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let mut moved = self.queue_moved.subscribe();
+        loop {
+            let first = lock(&self.live).active.values().find(|job| job.state() == JobState::Queued).map(|job| job.id());
+            if first.is_none_or(|first| first == id) {
+                return self.slots.clone().acquire_owned().await.ok();
+            }
+            let _ = moved.changed().await;
+        }
+    }
+
     /// Moves an ended job from the active ones to the recent ones.
     fn retire(&self, job: &Arc<Job>) {
         let mut live = lock(&self.live);
@@ -572,7 +593,19 @@ impl Inner {
             live.recent.pop_front();
         }
         self.active.send_replace(live.active.len() + live.pending.len());
+        self.queue_moved.send_replace(());
     }
+}
+
+/// `spec` checked and resolved against the roots; its output must not be the job records.
+fn plan(spec: &JobSpec, roots: &Roots, config: &ServiceConfig, database: &std::path::Path) -> Result<Plan, ServiceError> {
+    let plan = spec.plan(roots, config.preview_every)?;
+    let name = plan.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let records = database.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if plan.output.parent() == database.parent() && name.starts_with(&records) {
+        return Err(ServiceError::BadRequest("output.path names the service's job records".into()));
+    }
+    Ok(plan)
 }
 
 /// Unloads models no job has used for the configured time, while the service lives.
@@ -595,7 +628,7 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
     let permit = tokio::select! {
         biased;
         _ = job.cancelled() => None,
-        permit = inner.slots.clone().acquire_owned() => permit.ok(),
+        permit = inner.slot_in_turn(job.id()) => permit,
     };
     let result = match &permit {
         None => None,
@@ -604,6 +637,7 @@ async fn run(inner: Arc<Inner>, job: Arc<Job>) {
                 view.state = JobState::Running;
                 view.started_at = Some(now());
             });
+            inner.queue_moved.send_replace(());
             inner.persist(&job).await;
             inner.publish(job.view());
             let (event_sender, events) = mpsc::unbounded_channel();

@@ -124,9 +124,7 @@ impl JobModels<'_> {
     }
 
     async fn get(&mut self, kind: ModelKind, path: &Path) -> Result<Loaded> {
-        let (model, held) = self.models.get(kind, path).await?;
-        self.held.push(held);
-        Ok(model)
+        self.models.get(kind, path, &mut self.held).await
     }
 }
 
@@ -136,14 +134,15 @@ impl Models {
         JobModels { models: self, held: Vec::new() }
     }
 
-    /// The model of `kind` at `path` (resolved), loaded at the first ask, and a hold on it.
-    async fn get(&self, kind: ModelKind, path: &Path) -> Result<(Loaded, Held)> {
+    /// The model of `kind` at `path` (resolved), loaded at the first ask; `held` gains a hold
+    /// on it unless it has one.
+    async fn get(&self, kind: ModelKind, path: &Path, held: &mut Vec<Held>) -> Result<Loaded> {
         let meta = tokio::fs::metadata(path).await.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let version = Version { bytes: meta.len(), modified: meta.modified().ok() };
-        let entry = {
+        let (entry, first_hold) = {
             let mut entries = lock(&self.entries);
             let key = (kind, path.to_path_buf());
-            match entries.get(&key) {
+            let entry = match entries.get(&key) {
                 Some(entry) if entry.version == version => entry.clone(),
                 _ => {
                     let usage = Mutex::new(Usage { holders: 0, since: Instant::now() });
@@ -151,10 +150,15 @@ impl Models {
                     entries.insert(key, entry.clone());
                     entry
                 }
+            };
+            // Held from before the load (and under the lock a sweep takes), so no sweep
+            // unloads it meanwhile.
+            let first_hold = !held.iter().any(|h| Arc::ptr_eq(&h.0, &entry));
+            if first_hold {
+                held.push(Held::new(&entry));
             }
+            (entry, first_hold)
         };
-        // Held from before the load, so no sweep unloads it meanwhile.
-        let held = Held::new(&entry);
         let model = entry
             .model
             .get_or_try_init(|| async {
@@ -165,8 +169,10 @@ impl Models {
                 })
             })
             .await?;
-        entry.jobs.fetch_add(1, Ordering::Relaxed);
-        Ok((model.clone(), held))
+        if first_hold {
+            entry.jobs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(model.clone())
     }
 
     /// Unloads the models no job has held for `idle`; how many went.

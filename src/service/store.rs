@@ -15,6 +15,9 @@ fn db_error(context: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::io(format!("job records: {context}"), std::io::Error::other(e))
 }
 
+/// Ended jobs whose last preview is kept.
+pub(crate) const KEPT_PREVIEWS: usize = 500;
+
 /// A job as stored: its view and where its output goes.
 #[derive(Clone, Debug)]
 pub(crate) struct Record {
@@ -156,12 +159,20 @@ impl Store {
             .map_err(db_error("reading a job"))
     }
 
-    /// Keeps an ended job's last preview (PNG) for after a restart.
+    /// Keeps an ended job's last preview (PNG) for after a restart, and the latest
+    /// [`KEPT_PREVIEWS`] jobs' only.
     pub fn put_preview(&self, id: u64, frame: u64, png: &[u8]) -> Result<()> {
-        self.lock()
+        let connection = self.lock();
+        connection
             .execute(
                 "INSERT OR REPLACE INTO previews (id, frame, png) VALUES (?1, ?2, ?3)",
                 params![id as i64, frame as i64, png],
+            )
+            .map_err(db_error("keeping a preview"))?;
+        connection
+            .execute(
+                "DELETE FROM previews WHERE id NOT IN (SELECT id FROM previews ORDER BY id DESC LIMIT ?1)",
+                [KEPT_PREVIEWS as i64],
             )
             .map_err(db_error("keeping a preview"))?;
         Ok(())

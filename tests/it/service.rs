@@ -247,6 +247,24 @@ async fn twenty_jobs_on_two_slots_all_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_start_in_the_order_they_were_accepted() {
+    let server = Server::start("service-order", |config| config.running_jobs = 1).await;
+    let long = server.submit(&pattern_job(10_000_000, "long.mp4")).await;
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        queued.push(server.submit(&pattern_job(8, &format!("queued-{i}.mp4"))).await);
+    }
+    server.post(&format!("/v1/jobs/{long}/cancel"), &Value::Null).await;
+    let mut started = Vec::new();
+    for id in queued {
+        let view = ended(&server, id).await;
+        assert_eq!(view["state"], "finished", "{view}");
+        started.push((id, view["started_at"].as_f64().unwrap()));
+    }
+    assert!(started.windows(2).all(|w| w[0].1 <= w[1].1), "{started:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_429() {
     let server = Server::start("service-queue", |config| {
         config.running_jobs = 1;
@@ -405,7 +423,8 @@ async fn a_restart_marks_the_killed_job_interrupted() {
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(10_000_000, "long.mp4")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let id = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
-    // One slot: this one waits.
+    wait_for_progress(&client, &base, id).await;
+    // One slot, taken: these wait.
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(16, "queued.mp4")).send().await.unwrap();
     let queued = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
     // And this one's model goes before the restart.
@@ -414,7 +433,6 @@ async fn a_restart_marks_the_killed_job_interrupted() {
     spec["stages"] = json!([{ "upscale": { "model": "x2.safetensors" } }]);
     let response = client.post(format!("{base}/v1/jobs")).json(&spec).send().await.unwrap();
     let orphaned = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
-    wait_for_progress(&client, &base, id).await;
     drop(first); // SIGKILL: nothing runs on the way out
     std::fs::remove_file(dir.join("in/x2.safetensors")).unwrap();
     assert_eq!(partial_files(&dir.join("out")).len(), 1, "the killed job left its partial output");
@@ -422,6 +440,7 @@ async fn a_restart_marks_the_killed_job_interrupted() {
     let (second, base, serving) = serve(&dir, &[]);
     assert_eq!(serving["interrupted"], json!([id]));
     assert_eq!(serving["requeued"], json!([queued]));
+    assert_eq!(serving["failed"], json!([orphaned]));
     // (The queued job, started again, may have one of its own by now.)
     let killed: Vec<String> = partial_files(&dir.join("out")).into_iter().filter(|n| n.starts_with("long.mp4")).collect();
     assert!(killed.is_empty(), "removed at start-up: {killed:?}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use framestream::prelude::*;
 use framestream::sink::Report;
-use framestream::{DeviceInfo, StageId};
+use framestream::StageId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -63,13 +63,23 @@ impl Output {
         }
     }
 
-    /// The service listens; `interrupted`: jobs a previous run left running, `requeued`: the
-    /// ones it left queued, queued again.
-    pub fn serving(&self, address: &std::net::SocketAddr, device: &DeviceInfo, interrupted: &[u64], requeued: &[u64]) {
+    /// The service listens; what it found of a previous run's jobs: left running (now
+    /// interrupted), left queued (queued again, or failed when they no longer pass).
+    pub fn serving(&self, address: &std::net::SocketAddr, service: &framestream::service::Service) {
+        let device = service.device().info();
+        let (interrupted, requeued, failed) =
+            (service.interrupted_at_start(), service.requeued_at_start(), service.failed_at_start());
         if self.json {
             println!(
                 "{}",
-                json!({ "event": "serving", "address": address.to_string(), "device": device.to_string(), "interrupted": interrupted, "requeued": requeued })
+                json!({
+                    "event": "serving",
+                    "address": address.to_string(),
+                    "device": device.to_string(),
+                    "interrupted": interrupted,
+                    "requeued": requeued,
+                    "failed": failed,
+                })
             );
         } else if !self.quiet {
             if !interrupted.is_empty() {
@@ -77,6 +87,9 @@ impl Output {
             }
             if !requeued.is_empty() {
                 eprintln!("queued again {} job(s) a previous run left queued", requeued.len());
+            }
+            if !failed.is_empty() {
+                eprintln!("failed {} job(s) a previous run left queued: their files or roots changed", failed.len());
             }
             eprintln!("framestream serving on http://{address}/ ({device})");
         }

@@ -465,20 +465,31 @@ async fn run(cli: Cli, given: ArgMatches) -> ExitCode {
         result = work => result,
         _ = tokio::signal::ctrl_c() => {
             output.error(&Error::InvalidConfig("interrupted".into()));
-            // The stages stop at their next check; exiting under them would tear the device
-            // down beneath its threads.
-            if let Ok(device) = Device::open(cli.device) {
-                let _ = device.settle_all().await;
-            }
+            settle_before_exit().await;
             return ExitCode::from(130);
         }
     };
+    settle_before_exit().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             output.error(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Waits for the device work of dropped pipelines to end (their stages stop at their next
+/// await or allocation), since exiting under it tears the device down beneath its threads;
+/// a few seconds at most, or until another Ctrl-C.
+async fn settle_before_exit() {
+    tokio::select! {
+        settled = tokio::time::timeout(std::time::Duration::from_secs(10), Device::settle_opened()) => {
+            if !matches!(settled, Ok(Ok(()))) {
+                eprintln!("framestream: exiting before the device finished its work");
+            }
+        }
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 
@@ -644,7 +655,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, output: &Output) -> Result<()> {
         config.allowed_hosts = args.allow_hosts.clone();
     }
     let service = Service::new(config).await?;
-    output.serving(&address, service.device().info(), service.interrupted_at_start(), service.requeued_at_start());
+    output.serving(&address, &service);
     let stopping = service.clone();
     let quiet = output.quiet || output.json;
     let shutdown = async move {
