@@ -400,16 +400,21 @@ fn serve(dir: &Path, extra: &[&str]) -> (KillOnDrop, String, Value) {
     (KillOnDrop(child), base, serving)
 }
 
-async fn wait_for_progress(client: &reqwest::Client, base: &str, id: u64) {
+/// Polls job `id` until `reached` holds for its view (`what` names it in the failure).
+async fn wait_for_job(client: &reqwest::Client, base: &str, id: u64, what: &str, reached: impl Fn(&Value) -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let job: Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
-        if job["frames_done"].as_u64().unwrap_or(0) > 0 {
+        if reached(&job) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no progress: {job}");
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {job}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn wait_for_progress(client: &reqwest::Client, base: &str, id: u64) {
+    wait_for_job(client, base, id, "no progress", |job| job["frames_done"].as_u64().unwrap_or(0) > 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,16 +455,11 @@ async fn a_restart_marks_the_killed_job_interrupted() {
     assert_eq!(job["state"], "failed", "{job}");
     assert!(job["error"].as_str().unwrap().contains("x2.safetensors"), "{job}");
     // The queued one runs in the new process.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let job: Value = client.get(format!("{base}/v1/jobs/{queued}")).send().await.unwrap().json().await.unwrap();
-        if job["state"] == "finished" {
-            break;
-        }
-        assert!(["queued", "running"].contains(&job["state"].as_str().unwrap()), "{job}");
-        assert!(tokio::time::Instant::now() < deadline, "not finished: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_job(&client, &base, queued, "not finished", |job| {
+        assert!(["queued", "running", "finished"].contains(&job["state"].as_str().unwrap()), "{job}");
+        job["state"] == "finished"
+    })
+    .await;
     assert_eq!(ffprobe_frames(&dir.join("out/queued.mp4")).2, "16");
     // On a loopback address the API answers to its own names only (no DNS rebinding).
     let rebound = client.get(format!("{base}/v1/jobs")).header("host", "attacker.example").send().await.unwrap();
@@ -495,15 +495,7 @@ async fn sigterm_cancels_the_running_job_and_exits_cleanly() {
     let response = client.post(format!("{base}/v1/jobs")).json(&pattern_job(10_000_000, "long.mp4")).send().await.unwrap();
     let id = response.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
     wait_for_progress(&client, &base, id).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let job: Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
-        if !job["preview_frame"].is_null() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no preview: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_job(&client, &base, id, "no preview", |job| !job["preview_frame"].is_null()).await;
     let status = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exited = tokio::task::spawn_blocking(move || running.0.wait().unwrap()).await.unwrap();
