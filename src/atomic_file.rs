@@ -79,6 +79,7 @@ fn partial_prefix(name: &std::ffi::OsStr) -> String {
 
 /// Removes the partial files of `target` that a process which died while writing it left
 /// (names exactly `NAME.partial-XXXXXXXX`; a user's file that merely looks alike stays).
+#[cfg(feature = "server")]
 pub(crate) fn remove_partials(target: &Path) {
     let (Some(folder), Some(name)) = (target.parent(), target.file_name()) else { return };
     let prefix = partial_prefix(name);

@@ -140,6 +140,16 @@ impl Backend {
         Ok(MemoryUsage { bytes_in_use: usage.bytes_in_use, bytes_reserved: usage.bytes_reserved })
     }
 
+    /// Resolves when the device has run what this client's stream was given (starting it
+    /// waits for CubeCL's runner: not on an async runtime's thread).
+    fn sync(&self) -> cubecl::future::DynFut<std::result::Result<(), cubecl::server::ServerError>> {
+        match self {
+            Backend::Wgpu(client) => client.sync(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(client) => client.sync(),
+        }
+    }
+
     /// The same client with its work on `stream`.
     fn on_stream(&self, stream: StreamId) -> Backend {
         // SAFETY: CubeCL marks stream selection unsafe because handles then cross streams;
@@ -452,12 +462,7 @@ impl Device {
         // Waiting for a stream blocks the thread: not the caller's.
         crate::blocking::on_thread("device-sync", move || {
             for backend in streams {
-                let done = match &backend {
-                    Backend::Wgpu(client) => client.sync(),
-                    #[cfg(feature = "cuda")]
-                    Backend::Cuda(client) => client.sync(),
-                };
-                futures::executor::block_on(done).map_err(|e| Error::Device(format!("device failed: {e}")))?;
+                futures::executor::block_on(backend.sync()).map_err(|e| Error::Device(format!("device failed: {e}")))?;
             }
             Ok(())
         })
@@ -623,8 +628,7 @@ impl Device {
     pub async fn sync(&self) -> Result<()> {
         let device = self.clone();
         self.lease().lane.run(self.busy(), async move {
-            let done = with_client!(device, client => client.sync());
-            done.await.map_err(|e| Error::Device(format!("device failed: {e}")))
+            device.lease().backend.sync().await.map_err(|e| Error::Device(format!("device failed: {e}")))
         })
         .await
     }

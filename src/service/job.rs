@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::sync::lock;
 use super::spec::{JobSpec, Plan};
 use crate::progress::{Event, EventKind, StageId};
 use crate::stage::PreviewImage;
+use crate::sync::lock;
 
 /// Most messages (model information, retries) a job keeps.
 const MAX_MESSAGES: usize = 32;

@@ -38,7 +38,6 @@ pub use paths::Roots;
 pub use spec::{JobSpec, OutputSpec, SourceSpec, StageSpec};
 
 use crate::device::{Device, DeviceKind};
-use crate::sync::lock;
 use crate::error::{Error, Result};
 use crate::ext::SourceExt;
 use crate::model::{Latent, VideoVae};
@@ -46,6 +45,7 @@ use crate::sink::{Report, TensorFileOptions, save_video, write_tensor};
 use crate::source::{LtxVaeDecode, TestPattern, VideoFile, WanVaeDecode};
 use crate::stage::{Interpolate, Preview, Upscale};
 use crate::stream::{OpenRequest, Source};
+use crate::sync::lock;
 use job::{Job, PreviewPng, now};
 use models::{JobModels, Models};
 use spec::{Plan, PlannedSource, PlannedStage};
