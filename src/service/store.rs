@@ -16,7 +16,7 @@ fn db_error(context: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
 }
 
 /// Ended jobs whose last preview is kept.
-pub(crate) const KEPT_PREVIEWS: usize = 500;
+const KEPT_PREVIEWS: usize = 500;
 
 /// A job as stored: its view and where its output goes.
 #[derive(Clone, Debug)]
@@ -81,7 +81,7 @@ impl Store {
             .map_err(db_error("creating the tables"))?;
         let store = Self { connection: Arc::new(Mutex::new(connection)), _lock: Arc::new(lock) };
         let interrupted = store.mark_interrupted()?;
-        let queued = store.queued()?;
+        let queued = store.records_in(JobState::Queued)?;
         Ok((store, interrupted, queued))
     }
 
@@ -90,14 +90,7 @@ impl Store {
     }
 
     fn mark_interrupted(&self) -> Result<Vec<u64>> {
-        let unfinished: Vec<Record> = {
-            let connection = self.lock();
-            let mut query = connection
-                .prepare("SELECT view, output FROM jobs WHERE state = 'running'")
-                .map_err(db_error("reading unfinished jobs"))?;
-            let rows = query.query_map([], row_record).map_err(db_error("reading unfinished jobs"))?;
-            readable(rows)
-        };
+        let unfinished = self.records_in(JobState::Running)?;
         let now = super::job::now();
         let mut ids = Vec::new();
         for mut record in unfinished {
@@ -111,12 +104,13 @@ impl Store {
         Ok(ids)
     }
 
-    fn queued(&self) -> Result<Vec<Record>> {
+    /// The records of the jobs in `state`, oldest first.
+    fn records_in(&self, state: JobState) -> Result<Vec<Record>> {
         let connection = self.lock();
         let mut query = connection
-            .prepare("SELECT view, output FROM jobs WHERE state = 'queued' ORDER BY id")
-            .map_err(db_error("reading queued jobs"))?;
-        let rows = query.query_map([], row_record).map_err(db_error("reading queued jobs"))?;
+            .prepare("SELECT view, output FROM jobs WHERE state = ?1 ORDER BY id")
+            .map_err(db_error("reading jobs by state"))?;
+        let rows = query.query_map([state.as_str()], row_record).map_err(db_error("reading jobs by state"))?;
         Ok(readable(rows))
     }
 
